@@ -1,0 +1,234 @@
+"""The store contract: the durable queue between accept, process and send.
+
+Every stage hands work to the next through the store, never through memory, so that
+a crash at any point loses nothing: the webhook commits before it answers Twilio, the
+dispatcher commits a bot's replies in the same transaction that marks the text done
+(a transactional outbox), and the sender records each attempt before it is made.
+
+The store knows nothing of Twilio or HTTP: payloads are JSON-able dicts it keeps
+verbatim, conversations are opaque strings, message ids are opaque strings.
+
+Implementations: `adapter.store.sqlite.SQLiteStore`. `tests/store/test_contract.py`
+is the suite every implementation must pass.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# Twilio's message statuses in the order a message moves through them. A status may
+# only replace one of lower rank: a late "sent" never overwrites "delivered".
+STATUS_RANK: dict[str, int] = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "receiving": 3,
+    "received": 4,
+    "delivered": 5,
+    "undelivered": 5,
+    "failed": 5,
+    "read": 6,
+}
+FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "received"})
+
+
+class StoreError(Exception):
+    """The store cannot be used (cannot be opened, is locked, the disk is full...)."""
+
+
+@dataclass(frozen=True)
+class InboundJob:
+    """A committed inbound text waiting for (or claimed for) its bot."""
+
+    id: int
+    message_id: str
+    conversation: str
+    payload: dict[str, Any]
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class ReplyDraft:
+    """A message to put in the outbox, with the conversation it keeps order in."""
+
+    conversation: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboundJob:
+    """An outbox row claimed for sending."""
+
+    id: int
+    conversation: str
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int
+    # Set when an earlier attempt may have reached Twilio without us learning the
+    # outcome (a timeout, a dropped connection, a crash mid-request): the sender must
+    # look for the message at Twilio before sending it again.
+    in_doubt_since: datetime | None
+
+
+@dataclass(frozen=True)
+class OutboundRecord:
+    """What the store knows of one outbox row (for operators, tests and status handlers)."""
+
+    id: int
+    conversation: str
+    payload: dict[str, Any]
+    state: str  # "pending" | "sent" | "failed" | "dead"
+    attempts: int
+    message_sid: str | None
+    twilio_status: str | None
+    error_code: int | None
+    error_message: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    depth: int  # rows not yet sent, failed or dead-lettered
+    oldest_pending_at: datetime | None
+
+
+class Store(abc.ABC):
+    """The durable queue. All methods are safe to call concurrently from one event loop."""
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Create or migrate the schema; raise StoreError with a clear reason if impossible.
+
+        Claims left by a process that is gone (its leases) become claimable again.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    # --- inbound -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_inbound(
+        self, message_id: str, conversation: str, payload: dict[str, Any], received_at: datetime
+    ) -> bool:
+        """Commit one inbound text. False (and nothing stored) if `message_id` is known.
+
+        The check is atomic (a unique key): of many concurrent calls with one id,
+        exactly one returns True. When this returns, the row is durable.
+        """
+
+    @abc.abstractmethod
+    async def claim_inbound(self, limit: int, lease_seconds: float) -> list[InboundJob]:
+        """Claim up to `limit` pending texts, at most one per conversation.
+
+        Only the oldest pending text of a conversation can be claimed, and only while
+        no other text of that conversation is claimed: texts of one conversation are
+        handled one at a time, in the order they were added. A claim not finished or
+        released within `lease_seconds` may be claimed again.
+        """
+
+    @abc.abstractmethod
+    async def finish_inbound(
+        self,
+        job_id: int,
+        replies: list[ReplyDraft],
+        state: tuple[str, dict[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> list[int]:
+        """In one transaction: mark the text handled, add `replies` to the outbox in
+        order, and save the conversation state `(conversation, state)` if given.
+
+        `error` records that the bot raised (the text is still done: it is not run
+        again). Returns the outbox ids of the replies.
+        """
+
+    @abc.abstractmethod
+    async def release_inbound(self, job_id: int) -> None:
+        """Give a claimed text back unhandled (shutdown): it is claimable again at once."""
+
+    @abc.abstractmethod
+    async def pending_inbound_count(self) -> int: ...
+
+    # --- conversation state ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def load_state(self, conversation: str) -> dict[str, Any]:
+        """The state last saved for `conversation`, or {}."""
+
+    # --- outbox ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def enqueue_outbound(self, drafts: list[ReplyDraft]) -> list[int]:
+        """Add messages to the outbox outside any inbound turn (proactive sends)."""
+
+    @abc.abstractmethod
+    async def claim_outbound(
+        self, limit: int, lease_seconds: float, now: datetime
+    ) -> list[OutboundJob]:
+        """Claim up to `limit` rows due for sending (`not_before <= now`), at most one
+        per conversation: the oldest unsent row of a conversation, and only while no
+        row of that conversation is claimed, so replies go out in order. A row waiting
+        for a retry holds back the later rows of its conversation.
+        """
+
+    @abc.abstractmethod
+    async def mark_attempt_started(self, job_id: int, at: datetime) -> None:
+        """Record, durably, that a send is about to be made. Until `mark_sent`,
+        `schedule_retry(..., in_doubt=False)` or `mark_failed`, the row is in doubt:
+        a later claim reports `in_doubt_since` = the earliest such `at`."""
+
+    @abc.abstractmethod
+    async def mark_sent(self, job_id: int, message_sid: str, twilio_status: str) -> None:
+        """Twilio accepted the message: the row is done and keeps its SID."""
+
+    @abc.abstractmethod
+    async def schedule_retry(
+        self, job_id: int, not_before: datetime, error: str, in_doubt: bool
+    ) -> None:
+        """Release the claim; the row is claimable again from `not_before`.
+
+        `in_doubt=True` keeps the in-doubt mark (the attempt may have created the
+        message); False clears it (Twilio surely did not create the message).
+        """
+
+    @abc.abstractmethod
+    async def mark_failed(
+        self, job_id: int, error_code: int | None, error_message: str, dead: bool
+    ) -> None:
+        """Give up on the row: state "failed" (a permanent error), or "dead"
+        (dead-lettered: out of attempts or too old). Later rows of the conversation
+        are no longer held back by it."""
+
+    @abc.abstractmethod
+    async def release_outbound(self, job_id: int) -> None:
+        """Give a claimed row back without an attempt (shutdown)."""
+
+    @abc.abstractmethod
+    async def get_outbound(self, job_id: int) -> OutboundRecord | None: ...
+
+    @abc.abstractmethod
+    async def list_outbound(self, state: str | None = None, limit: int = 100) -> list[OutboundRecord]:
+        """Rows by id, optionally only those in `state` (e.g. "dead" for dead letters)."""
+
+    @abc.abstractmethod
+    async def outbox_stats(self) -> OutboxStats: ...
+
+    # --- delivery statuses -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def update_status(
+        self, message_sid: str, status: str, error_code: int | None
+    ) -> OutboundRecord | None:
+        """Record a status Twilio reported for a message we sent. Statuses only move
+        forward (see STATUS_RANK); a status that would move back is ignored. Returns
+        the row (after the update) or None if the SID is not ours."""
+
+    @abc.abstractmethod
+    async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
+        """Sent rows whose last status is not final and was set before `older_than`:
+        candidates for a refresh with Get Message."""
