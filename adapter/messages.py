@@ -112,7 +112,9 @@ class OutboundMessage:
 
     def __post_init__(self) -> None:
         if (self.from_ is None) == (self.messaging_service_sid is None):
-            raise ValueError("an outbound message needs exactly one of from_ or messaging_service_sid")
+            raise ValueError(
+                "an outbound message needs exactly one of from_ or messaging_service_sid"
+            )
 
     @property
     def conversation(self) -> ConversationKey:

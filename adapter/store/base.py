@@ -212,7 +212,9 @@ class Store(abc.ABC):
     async def get_outbound(self, job_id: int) -> OutboundRecord | None: ...
 
     @abc.abstractmethod
-    async def list_outbound(self, state: str | None = None, limit: int = 100) -> list[OutboundRecord]:
+    async def list_outbound(
+        self, state: str | None = None, limit: int = 100
+    ) -> list[OutboundRecord]:
         """Rows by id, optionally only those in `state` (e.g. "dead" for dead letters)."""
 
     @abc.abstractmethod
