@@ -1,0 +1,57 @@
+"""Twilio's error answers: `{"code", "message", "more_info", "status"}` with the HTTP status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.responses import JSONResponse
+
+# The codes the emulator answers with, and the message Twilio gives for each.
+AUTHENTICATE = 20003
+NOT_FOUND = 20404
+INVALID_PARAMETER = 20001
+TOO_MANY_REQUESTS = 20429
+INTERNAL_ERROR = 20500
+TO_REQUIRED = 21604
+TO_INVALID = 21211
+BODY_REQUIRED = 21602
+FROM_REQUIRED = 21603
+FROM_NOT_OURS = 21606
+BODY_TOO_LONG = 21617
+TOO_MANY_MEDIA = 21623
+CHANNEL_MISMATCH = 21910
+
+
+class TwilioApiError(Exception):
+    """Raised inside an endpoint; answered as Twilio's error JSON."""
+
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.code, self.message, self.headers)
+
+
+def error_response(
+    status: int, code: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        status_code=status,
+        headers=dict(headers or {}),
+    )

@@ -1,0 +1,220 @@
+"""The official twilio library, pointed at the emulator on a real uvicorn, works as it
+does against Twilio: create, fetch, list with paging and filters, errors, dropped
+connections. The library is synchronous (requests), so each call runs in a thread while
+the emulator serves from the test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import pytest
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+from adapter.twilio.emulator import EmulatorConfig, EmulatorState, create_emulator_app, parse_faults
+from tests.servers import bound_socket, serve
+from tests.twilio.emulator.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PERSON, make_config
+
+T = TypeVar("T")
+API_KEY, API_SECRET = "SK" + "3" * 32, "api-secret"
+SERVICE_SID = "MG" + "2" * 32
+OTHER_PERSON = "+447700900123"
+MARCH_1 = datetime(2024, 3, 1, 6, 0, tzinfo=UTC)
+
+
+@dataclass
+class Twilio:
+    base_url: str
+    state: EmulatorState
+    clients: list[Any] = field(default_factory=list)
+
+    def client(self, username: str = ACCOUNT_SID, password: str = AUTH_TOKEN) -> Any:
+        client = Client(username, password, account_sid=ACCOUNT_SID)
+        # Every twilio API domain keeps its base URL here; the Messages API is `api`.
+        client.api.base_url = self.base_url
+        self.clients.append(client)
+        return client
+
+    @staticmethod
+    async def call(work: Callable[[], T]) -> T:
+        return await asyncio.to_thread(work)
+
+
+@contextlib.asynccontextmanager
+async def twilio_at(config: EmulatorConfig) -> AsyncIterator[Twilio]:
+    state = EmulatorState()
+    sock, base_url = bound_socket()
+    running = Twilio(base_url, state)
+    try:
+        async with serve(create_emulator_app(config, state), sock):
+            yield running
+    finally:
+        for client in running.clients:
+            client.http_client.session.close()
+        await state.aclose()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[Twilio]:
+    async with twilio_at(make_config(api_keys={API_KEY: API_SECRET})) as running:
+        yield running
+
+
+async def test_create_then_fetch(twilio: Twilio) -> None:
+    client = twilio.client()
+
+    created = await twilio.call(
+        lambda: client.messages.create(to=PERSON, from_=OUR_NUMBER, body="Hello from twilio-python")
+    )
+    await twilio.state.settle()
+    fetched = await twilio.call(lambda: client.messages(created.sid).fetch())
+
+    assert (created.status, created.direction, created.num_segments) == (
+        "queued",
+        "outbound-api",
+        "1",
+    )
+    assert (created.account_sid, created.from_, created.to) == (ACCOUNT_SID, OUR_NUMBER, PERSON)
+    assert created.date_created.tzinfo is not None
+    assert (fetched.sid, fetched.body, fetched.status) == (
+        created.sid,
+        "Hello from twilio-python",
+        "delivered",
+    )
+    assert fetched.date_sent is not None
+
+
+async def test_create_with_media_and_a_messaging_service(twilio: Twilio) -> None:
+    client = twilio.client()
+
+    created = await twilio.call(
+        lambda: client.messages.create(
+            to=PERSON,
+            messaging_service_sid=SERVICE_SID,
+            media_url=["https://example.com/a.jpg", "https://example.com/b.jpg"],
+        )
+    )
+
+    assert (created.status, created.num_media, created.messaging_service_sid) == (
+        "accepted",
+        "2",
+        SERVICE_SID,
+    )
+    assert created.sid.startswith("MM")
+
+
+async def test_an_api_key_authenticates(twilio: Twilio) -> None:
+    client = twilio.client(API_KEY, API_SECRET)
+
+    created = await twilio.call(
+        lambda: client.messages.create(to=PERSON, from_=OUR_NUMBER, body="via key")
+    )
+
+    assert created.account_sid == ACCOUNT_SID
+
+
+async def test_listing_follows_pages(twilio: Twilio) -> None:
+    twilio.state.seed_conversation(
+        OUR_NUMBER, PERSON, 5, start=MARCH_1, interval=timedelta(hours=1)
+    )
+    client = twilio.client()
+
+    everything = await twilio.call(lambda: client.messages.list(page_size=2))
+    limited = await twilio.call(lambda: client.messages.list(page_size=2, limit=3))
+    pages = await twilio.call(lambda: _page_sizes(client.messages.page(page_size=2)))
+
+    assert [m.body for m in everything] == [f"Seeded message {n} of 5" for n in (5, 4, 3, 2, 1)]
+    assert [m.body for m in limited] == [f"Seeded message {n} of 5" for n in (5, 4, 3)]
+    assert pages == [2, 2, 1]
+
+
+def _page_sizes(page: Any) -> list[int]:
+    sizes = []
+    while page is not None:
+        sizes.append(len(list(page)))
+        page = page.next_page()
+    return sizes
+
+
+# Six texts, twelve hours apart, from March 1 06:00 UTC: the person writes at 06:00 and
+# we answer at 18:00 each day; plus one text from another person on March 2.
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        pytest.param({"to": OUR_NUMBER}, ["p5", "o1", "p3", "p1"], id="to"),
+        pytest.param({"from_": OUR_NUMBER}, ["p6", "p4", "p2"], id="from"),
+        pytest.param({"date_sent": datetime(2024, 3, 2)}, ["p4", "o1", "p3"], id="date-sent"),
+        pytest.param(
+            {"date_sent_before": datetime(2024, 3, 1)}, ["p2", "p1"], id="date-sent-before"
+        ),
+        pytest.param(
+            {"date_sent_after": datetime(2024, 3, 3), "to": PERSON}, ["p6"], id="after-and-to"
+        ),
+    ],
+)
+async def test_listing_filters(
+    twilio: Twilio, filters: dict[str, Any], expected: list[str]
+) -> None:
+    seeded = twilio.state.seed_conversation(
+        OUR_NUMBER, PERSON, 6, start=MARCH_1, interval=timedelta(hours=12)
+    )
+    other = twilio.state.seed_conversation(
+        OUR_NUMBER, OTHER_PERSON, 1, start=MARCH_1 + timedelta(days=1, hours=1)
+    )
+    names = {m.sid: f"p{i + 1}" for i, m in enumerate(seeded)} | {other[0].sid: "o1"}
+    client = twilio.client()
+
+    listed = await twilio.call(lambda: client.messages.list(page_size=2, **filters))
+
+    assert [names[m.sid] for m in listed] == expected
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "code"),
+    [
+        pytest.param({"to": "5551234567", "body": "x"}, 400, 21211, id="invalid-to"),
+        pytest.param(
+            {"to": PERSON, "body": "x", "from_": "+15008675309"}, 400, 21606, id="foreign-from"
+        ),
+        pytest.param({"to": PERSON}, 400, 21602, id="no-body"),
+    ],
+)
+async def test_errors_reach_the_library_as_twilio_rest_exceptions(
+    twilio: Twilio, send: dict[str, Any], status: int, code: int
+) -> None:
+    client = twilio.client()
+    arguments = {"from_": OUR_NUMBER} | send
+
+    with pytest.raises(TwilioRestException) as caught:
+        await twilio.call(lambda: client.messages.create(**arguments))
+
+    assert (caught.value.status, caught.value.code) == (status, code)
+
+
+async def test_a_wrong_token_is_refused(twilio: Twilio) -> None:
+    client = twilio.client(ACCOUNT_SID, "not-the-token")
+
+    with pytest.raises(TwilioRestException) as caught:
+        await twilio.call(lambda: client.messages.create(to=PERSON, from_=OUR_NUMBER, body="x"))
+
+    assert (caught.value.status, caught.value.code) == (401, 20003)
+    assert twilio.state.messages() == []
+
+
+async def test_a_dropped_create_fails_in_the_library_yet_the_text_exists() -> None:
+    async with twilio_at(make_config(faults=parse_faults("drop=1"))) as twilio:
+        client = twilio.client()
+
+        with pytest.raises(requests.exceptions.ConnectionError):
+            await twilio.call(
+                lambda: client.messages.create(to=PERSON, from_=OUR_NUMBER, body="lost answer")
+            )
+        listed = await twilio.call(lambda: client.messages.list(to=PERSON))
+
+    assert [m.body for m in listed] == ["lost answer"]
