@@ -1,0 +1,306 @@
+"""Which bot answers which of our numbers: loading bots and the route table.
+
+A bot is named by a spec, `package.module:attribute` (`bots.echo:router`). The
+attribute is a `Router`, or a plain function `handle(ctx)` that then handles every text.
+Without `:attribute` the module's `router` is used.
+
+Routes come from `SMS_ADAPTER_BOTS`, either one spec (the bot for every number) or
+comma-separated `key=spec` pairs:
+
+    SMS_ADAPTER_BOTS=+15550001111=bots.help_desk:router,MG0123...=bots.sales:router,*=bots.echo:router
+
+or from a config file's `[[routes]]` tables (see `routes_from_toml`). A key is one of
+our numbers in E.164 form, a `whatsapp:+E.164` address, a Messaging Service SID (the
+texts Twilio delivers for that service) or `*`, the default. A text goes to the route of
+its exact To address, else of its Messaging Service, else the default.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from adapter.routing import Router
+from adapter.settings import ConfigError, Settings
+
+SETTING = "SMS_ADAPTER_BOTS"
+DEFAULT_KEY = "*"
+# Reserved for bridging to a Bot Framework bot over HTTP, a later feature.
+BOTFRAMEWORK_PREFIX = "botframework+"
+
+_NUMBER = re.compile(r"(whatsapp:)?\+[1-9]\d{1,14}")
+_SERVICE_SID = re.compile(r"MG[0-9a-f]{32}")
+_SPEC = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*(:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*)?")
+_KEY_HELP = (
+    "a key is one of our numbers in E.164 form (+15550001111), a whatsapp:+E.164 address, "
+    "a Messaging Service SID (MG and 32 lowercase hex digits) or * for the default route"
+)
+_TOML_KEYS = ("bot", "number", "messaging_service_sid", "default", "send_via_messaging_service")
+
+
+class BotConfigError(ConfigError, ValueError):
+    """A bot or a route that cannot work; the message names the spec or the setting.
+
+    A ConfigError, so the command line reports it in one line like any bad setting."""
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One route as configured: which key, which bot spec. Checked when made."""
+
+    key: str
+    bot: str
+    send_via_messaging_service: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.key != DEFAULT_KEY and not _is_number(self.key) and not _is_service(self.key):
+            raise BotConfigError(f"{self.key!r} is not a route key: {_KEY_HELP}")
+        _check_spec(self.bot)
+        service = self.send_via_messaging_service
+        if service is not None and not _is_service(service):
+            raise BotConfigError(
+                f"send_via_messaging_service {service!r} is not a Messaging Service SID "
+                "(MG and 32 lowercase hex digits)"
+            )
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # the key it was configured under
+    router: Router
+    bot_name: str  # the bot's spec
+    send_via_messaging_service: str | None = None
+
+    def reply_sender(self, to: str) -> tuple[str | None, str | None]:
+        """(from_, messaging_service_sid) for replies to a text sent to our address `to`:
+        from that same address, unless the route sends through a Messaging Service."""
+        if self.send_via_messaging_service is not None:
+            return None, self.send_via_messaging_service
+        return to, None
+
+
+class RouteTable:
+    def __init__(self, specs: Iterable[RouteSpec]) -> None:
+        self._routes: dict[str, Route] = {}
+        loaded: dict[str, Router] = {}
+        for spec in specs:
+            if spec.key in self._routes:
+                raise BotConfigError(f"two routes for {_key_name(spec.key)}")
+            if spec.bot not in loaded:
+                loaded[spec.bot] = load_bot(spec.bot)
+            self._routes[spec.key] = Route(
+                spec.key, loaded[spec.bot], spec.bot, spec.send_via_messaging_service
+            )
+        if not self._routes:
+            raise BotConfigError("no bot routes are configured")
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(self._routes.values())
+
+    def resolve(self, to: str, messaging_service_sid: str | None) -> Route | None:
+        """The route for a text sent to `to`: exact address, then service, then default."""
+        for key in (to, messaging_service_sid, DEFAULT_KEY):
+            if key is not None and key in self._routes:
+                return self._routes[key]
+        return None
+
+
+def build_route_table(settings: Settings) -> RouteTable:
+    """The routes the settings name: the config file's [[routes]] if it has any, else
+    SMS_ADAPTER_BOTS. Bots are looked for in the current directory first, as uvicorn
+    looks for apps, so `SMS_ADAPTER_BOTS=mybot:router sms-adapter dev` finds ./mybot.py."""
+    if settings.routes:
+        specs = routes_from_toml({"routes": settings.routes})
+    else:
+        specs = parse_routes(settings.bots)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    return RouteTable(specs)
+
+
+def load_bot(spec: str) -> Router:
+    """Import the bot named by `spec` ("package.module:attribute") and return its Router."""
+    spec = spec.strip()
+    _check_spec(spec)
+    if spec.startswith(BOTFRAMEWORK_PREFIX):
+        raise BotConfigError(
+            f"bot {_shown(spec)}: Bot Framework bots (botframework+URL) are not supported yet"
+        )
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "router"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        hint = ""
+        if isinstance(error, ModuleNotFoundError) and _is_package_of(error.name, module_name):
+            hint = "; is it on the Python path (in the directory you run from)?"
+        raise BotConfigError(
+            f"bot {spec!r}: cannot import {module_name!r}: {error}{hint}"
+        ) from error
+    except Exception as error:
+        raise BotConfigError(
+            f"bot {spec!r}: importing {module_name!r} raised {type(error).__name__}: {error}"
+        ) from error
+
+    value: object = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            routers = [name for name, v in vars(module).items() if isinstance(v, Router)]
+            found = f"; its Routers: {', '.join(routers)}" if routers else ""
+            raise BotConfigError(f"bot {spec!r}: {module_name} has no {attribute!r}{found}")
+        value = getattr(value, part)
+
+    if isinstance(value, Router):
+        return value
+    if inspect.isfunction(value):
+        router = Router(spec)
+        router.message()(value)
+        return router
+    raise BotConfigError(
+        f"bot {spec!r}: {attribute} is a {type(value).__name__}, not a Router or a handler function"
+    )
+
+
+def parse_routes(value: str) -> list[RouteSpec]:
+    """Routes from the `SMS_ADAPTER_BOTS` setting's text."""
+    value = value.strip()
+    if not value:
+        raise BotConfigError(f"{SETTING} is empty: name a bot, like bots.echo:router")
+    if "=" not in value or value.startswith(BOTFRAMEWORK_PREFIX):
+        if "," in value:
+            raise BotConfigError(
+                f"{SETTING}: several bots need a key each, "
+                "like +15550001111=bots.help_desk:router,*=bots.echo:router"
+            )
+        return [_route_spec(DEFAULT_KEY, value, f"{SETTING} {_shown(value)}")]
+
+    specs: list[RouteSpec] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue  # a trailing comma, or a line break after one
+        where = f"{SETTING} item {_shown(item)}"
+        key, equals, bot = (text.strip() for text in item.partition("="))
+        if not equals:
+            raise BotConfigError(f"{where}: write KEY=BOT, like *=bots.echo:router")
+        if not key:
+            raise BotConfigError(f"{where}: the key before = is empty; {_KEY_HELP}")
+        if not bot:
+            raise BotConfigError(f"{where}: no bot after =, like bots.echo:router")
+        specs.append(_route_spec(key, bot, where))
+    _reject_duplicates(specs, SETTING)
+    return specs
+
+
+def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
+    """Routes from a parsed config file's `[[routes]]` tables:
+
+    [[routes]]
+    number = "+15550001111"        # or messaging_service_sid = "MG...", or default = true
+    bot = "bots.echo:router"
+    send_via_messaging_service = "MG..."   # optional: replies go through this service
+    """
+    tables = data.get("routes")
+    if not isinstance(tables, list | tuple) or not tables:
+        raise BotConfigError("the config file needs at least one [[routes]] table")
+    specs: list[RouteSpec] = []
+    for index, table in enumerate(tables, start=1):
+        where = f"[[routes]] #{index}"
+        if not isinstance(table, Mapping):
+            raise BotConfigError(f"{where}: expected a table, got {type(table).__name__}")
+        unknown = sorted(set(table) - set(_TOML_KEYS))
+        if unknown:
+            raise BotConfigError(
+                f"{where}: unknown key {', '.join(unknown)}; expected {', '.join(_TOML_KEYS)}"
+            )
+        key = _toml_key(table, where)
+        bot = table.get("bot")
+        if not isinstance(bot, str) or not bot.strip():
+            raise BotConfigError(f'{where}: needs bot = "package.module:attribute"')
+        service = table.get("send_via_messaging_service")
+        if service is not None and not isinstance(service, str):
+            raise BotConfigError(f"{where}: send_via_messaging_service must be a string")
+        specs.append(_route_spec(key, bot.strip(), where, service))
+    _reject_duplicates(specs, "[[routes]]")
+    return specs
+
+
+def _toml_key(table: Mapping[str, Any], where: str) -> str:
+    given = [name for name in ("number", "messaging_service_sid", "default") if name in table]
+    if len(given) != 1:
+        raise BotConfigError(
+            f"{where}: give exactly one of number, messaging_service_sid or default = true"
+        )
+    value = table[given[0]]
+    if given[0] == "default":
+        if value is not True:
+            raise BotConfigError(f"{where}: default must be true (leave it out otherwise)")
+        return DEFAULT_KEY
+    if not isinstance(value, str):
+        raise BotConfigError(f"{where}: {given[0]} must be a string")
+    value = value.strip()
+    valid = _is_number(value) if given[0] == "number" else _is_service(value)
+    if not valid:
+        raise BotConfigError(f"{where}: {given[0]} {value!r} is not valid; {_KEY_HELP}")
+    return value
+
+
+def _route_spec(key: str, bot: str, where: str, service: str | None = None) -> RouteSpec:
+    try:
+        return RouteSpec(key, bot, service)
+    except BotConfigError as error:
+        raise BotConfigError(f"{where}: {error}") from None
+
+
+def _reject_duplicates(specs: list[RouteSpec], where: str) -> None:
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.key in seen:
+            raise BotConfigError(f"{where}: two routes for {_key_name(spec.key)}")
+        seen.add(spec.key)
+
+
+def _check_spec(spec: str) -> None:
+    if spec.startswith(BOTFRAMEWORK_PREFIX):
+        return  # a URL: refused when loaded, with its own message
+    module_name = spec.partition(":")[0]
+    if module_name.endswith(".py"):
+        dotted = module_name.removesuffix(".py").replace("/", ".")
+        raise BotConfigError(f"{spec!r} names a file: write the module, like {dotted}:router")
+    if not _SPEC.fullmatch(spec):
+        raise BotConfigError(
+            f"{spec!r} is not a bot: write package.module:attribute, like bots.echo:router"
+        )
+
+
+def _is_number(key: str) -> bool:
+    return _NUMBER.fullmatch(key) is not None
+
+
+def _is_service(key: str) -> bool:
+    return _SERVICE_SID.fullmatch(key) is not None
+
+
+def _is_package_of(name: str | None, module_name: str) -> bool:
+    return name is not None and (module_name == name or module_name.startswith(name + "."))
+
+
+def _key_name(key: str) -> str:
+    return "the default (*)" if key == DEFAULT_KEY else key
+
+
+def _shown(text: str) -> str:
+    """`text` for an error message, without what a Bot Framework URL may hide in it
+    (a password, a function key in the query string)."""
+    prefix, found, url = text.partition(BOTFRAMEWORK_PREFIX)
+    if not found:
+        return repr(text)
+    parts = urlsplit(url)
+    return repr(f"{prefix}{BOTFRAMEWORK_PREFIX}{parts.scheme}://{parts.hostname or ''}/...")

@@ -1,0 +1,130 @@
+"""Test a bot as a conversation, with no server, store or Twilio account:
+
+    from adapter.testing import BotConversation
+
+    def test_help() -> None:
+        chat = BotConversation("bots.echo:router")
+        chat.expect("hello", "You said: hello")
+        assert chat.say("help") == ["Text me anything and I'll echo it."]
+
+Each text takes the path a real one takes after the network: a form like Twilio's
+webhook, parsed by the webhook's own parser, then `Router.dispatch` with a `Context`.
+The conversation's state is saved as JSON between texts, as the adapter saves it, so a
+bot that keeps something JSON cannot hold in `ctx.state` fails here as it would there.
+In `async def` tests use `await chat.send(...)`; `say` and `expect` are for plain ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from adapter.bots import load_bot
+from adapter.context import Context, jsonable_state
+from adapter.messages import InboundMessage, OutboundMessage
+from adapter.routing import Router
+from adapter.twilio.webhook import MAX_MEDIA, parse_inbound
+
+ACCOUNT_SID = "AC" + "0" * 32
+
+
+class BotConversation:
+    def __init__(
+        self,
+        bot: Router | str,
+        *,
+        person: str = "+15551230000",
+        ours: str = "+15005550006",
+    ) -> None:
+        self.router = bot if isinstance(bot, Router) else load_bot(bot)
+        self.bot_name = bot if isinstance(bot, str) else (bot.name or "bot")
+        self.person = person
+        self.ours = ours
+        self.state: dict[str, Any] = {}
+        self.replies: list[OutboundMessage] = []  # every reply so far, oldest first
+        self.handled = False  # whether a handler matched the last text
+
+    async def send(self, text: str, *, media: Sequence[str] = ()) -> list[str]:
+        """Text the bot; return the bodies of its replies to this text."""
+        ctx = Context(
+            message=inbound_message(text, person=self.person, ours=self.ours, media=media),
+            state=jsonable_state(self.state),
+            reply_from=self.ours,
+            bot_name=self.bot_name,
+        )
+        self.handled = await self.router.dispatch(ctx)
+        # Like the adapter: a turn whose state cannot be saved keeps none of its replies.
+        self.state = jsonable_state(ctx.state)
+        self.replies += ctx.replies
+        return [reply.body for reply in ctx.replies]
+
+    def say(self, text: str, *, media: Sequence[str] = ()) -> list[str]:
+        """`send` for tests that are plain functions."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.send(text, media=media))
+        raise RuntimeError("say() and expect() are for plain test functions; await send() here")
+
+    def expect(self, text: str, *replies: str) -> None:
+        """Text the bot and assert it answers exactly `replies`, in order."""
+        actual = self.say(text)
+        if actual != list(replies):
+            raise AssertionError(
+                f"after the text {text!r} the bot replied:\n{_listed(actual, self.handled)}\n"
+                f"but the test expected:\n{_listed(list(replies), True)}"
+            )
+
+
+def inbound_message(
+    text: str,
+    *,
+    person: str = "+15551230000",
+    ours: str = "+15005550006",
+    media: Sequence[str] = (),
+) -> InboundMessage:
+    """The message the webhook would make of a text from `person` to `ours`, with the
+    form Twilio posts (for testing one handler or filter: `Context(message=..., ...)`)."""
+    if isinstance(media, str) or len(media) > MAX_MEDIA:
+        raise ValueError(f"media= takes a list of at most {MAX_MEDIA} URLs")
+    # Twilio names a message with media "MM...", one without "SM...".
+    sid = ("MM" if media else "SM") + uuid.uuid4().hex
+    form = {
+        "ToCountry": _country(ours),
+        "ToState": "",
+        "SmsMessageSid": sid,
+        "NumMedia": str(len(media)),
+        "ToCity": "",
+        "FromZip": "",
+        "SmsSid": sid,
+        "FromState": "",
+        "SmsStatus": "received",
+        "FromCity": "",
+        "Body": text,
+        "FromCountry": _country(person),
+        "To": ours,
+        "ToZip": "",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": ACCOUNT_SID,
+        "From": person,
+        "ApiVersion": "2010-04-01",
+    }
+    for index, url in enumerate(media):
+        content_type, _ = mimetypes.guess_type(url)
+        form[f"MediaContentType{index}"] = content_type or "application/octet-stream"
+        form[f"MediaUrl{index}"] = url
+    return parse_inbound(list(form.items()))
+
+
+def _country(address: str) -> str:
+    return "US" if address.removeprefix("whatsapp:").startswith("+1") else ""
+
+
+def _listed(replies: list[str], handled: bool) -> str:
+    if not replies:
+        return "  (nothing)" if handled else "  (nothing: no handler matched)"
+    return "\n".join(f"  {reply!r}" for reply in replies)

@@ -1,0 +1,20 @@
+"""The echo bot: repeats what you text it. Run it with
+
+SMS_ADAPTER_BOTS=bots.echo:router sms-adapter dev
+"""
+
+from adapter.context import Context
+from adapter.filters import Keyword
+from adapter.routing import Router
+
+router = Router("echo")
+
+
+@router.message(Keyword("HELP"))
+async def help_(ctx: Context) -> None:
+    await ctx.reply("Text me anything and I'll echo it.")
+
+
+@router.message()
+async def echo(ctx: Context) -> None:
+    await ctx.reply(f"You said: {ctx.text}")
