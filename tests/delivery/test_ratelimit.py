@@ -1,0 +1,518 @@
+"""AccountLimiter against its promises.
+
+Most tests run on `VirtualTimeLoop`: a real asyncio loop (real tasks, locks and
+sleeps) whose clock jumps straight to the next timer whenever every task is
+blocked. Start times are then exact, so tests can assert them to the tick, run
+minutes of traffic in milliseconds, and a leaked slot shows up as a `Deadlock`
+instead of a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import selectors
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapter.delivery.ratelimit import (
+    MAX_BACKOFF,
+    AccountLimiter,
+    Limiter,
+    Rate,
+    parse_rate,
+)
+
+if TYPE_CHECKING:
+    from _typeshed import FileDescriptorLike
+
+T = TypeVar("T")
+
+UNLIMITED_RATE = Rate(1_000_000, 1.0)
+
+
+class Deadlock(Exception):
+    """Every task waits and no timer is due: nothing can ever move again."""
+
+
+class _VirtualSelector(selectors.BaseSelector):
+    """The loop's selector, except that waiting for a timer advances virtual time."""
+
+    def __init__(self) -> None:
+        self._real = selectors.DefaultSelector()
+        self.now = 0.0
+
+    def register(
+        self, fileobj: FileDescriptorLike, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: FileDescriptorLike) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(
+        self, fileobj: FileDescriptorLike, events: int, data: Any = None
+    ) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        if timeout is None:
+            raise Deadlock("all tasks are blocked and no timer is pending")
+        # nextafter: always move on, even when float rounding makes the step vanish.
+        self.now = max(self.now + timeout, math.nextafter(self.now, math.inf))
+        return []
+
+    def get_map(self) -> Any:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    def __init__(self) -> None:
+        self._virtual = _VirtualSelector()
+        super().__init__(self._virtual)
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+def run_virtual(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    loop = VirtualTimeLoop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.close()
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def limiter(
+    *, rate: Rate = UNLIMITED_RATE, max_concurrency: int = 1000, per_sender_mps: float | None = None
+) -> AccountLimiter:
+    return AccountLimiter(
+        max_concurrency=max_concurrency,
+        rate=rate,
+        per_sender_mps=per_sender_mps,
+        clock=asyncio.get_running_loop().time,
+    )
+
+
+async def request(
+    limits: Limiter, starts: list[float], sender: str | None = None, hold: float = 0.0
+) -> float:
+    """One request: records when it started and occupies its slot for `hold` seconds."""
+    async with limits.slot(sender):
+        started = now()
+        starts.append(started)
+        await asyncio.sleep(hold)
+    return started
+
+
+async def requests_at_once(limits: Limiter, senders: list[str | None]) -> list[float]:
+    """Start times of requests that all arrive at the same moment, in arrival order."""
+    starts: list[float] = []
+    return list(await asyncio.gather(*(request(limits, starts, s) for s in senders)))
+
+
+def assert_window_respected(starts: list[float], rate: Rate) -> None:
+    ordered = sorted(starts)
+    for i in range(len(ordered) - rate.count):
+        # Starts i .. i+count-1 all lie within [ordered[i], ordered[i] + per) at most.
+        assert ordered[i + rate.count] >= ordered[i] + rate.per_seconds, (
+            f"{rate.count + 1} starts within {rate.per_seconds}s from t={ordered[i]}"
+        )
+
+
+# --- the rate --------------------------------------------------------------------
+
+
+# Totals are whole multiples of `count`, so that a full cap shows as exactly the rate.
+@pytest.mark.parametrize(
+    ("rate", "total", "hold"),
+    [
+        (Rate(50, 1.0), 500, 0.0),
+        (Rate(50, 1.0), 500, 0.3),  # slots held a while: ~15 in flight at once
+        (Rate(5, 0.5), 100, 0.1),
+        (Rate(1200, 60.0), 3600, 0.25),  # the default Twilio limit
+    ],
+)
+def test_never_more_than_count_starts_in_any_window_and_uses_the_cap(
+    rate: Rate, total: int, hold: float
+) -> None:
+    async def main() -> list[float]:
+        limits = limiter(rate=rate)
+        starts: list[float] = []
+        await asyncio.gather(*(request(limits, starts, hold=hold) for _ in range(total)))
+        return starts
+
+    starts = run_virtual(main)
+
+    assert len(starts) == total
+    assert_window_respected(starts, rate)
+    # The first `count` go at once; every later start is one the cap had to pace.
+    throughput = (total - rate.count) / (max(starts) - min(starts))
+    assert throughput >= 0.9 * rate.count / rate.per_seconds
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    count=st.integers(min_value=1, max_value=6),
+    per_seconds=st.sampled_from([0.25, 0.5, 1.0, 3.0]),
+    gaps=st.lists(st.floats(min_value=0.0, max_value=1.5), min_size=1, max_size=40),
+    hold=st.sampled_from([0.0, 0.2, 2.0]),
+)
+def test_any_arrival_pattern_keeps_the_window(
+    count: int, per_seconds: float, gaps: list[float], hold: float
+) -> None:
+    rate = Rate(count, per_seconds)
+
+    async def main() -> list[float]:
+        limits = limiter(rate=rate, max_concurrency=3)
+        starts: list[float] = []
+        tasks = []
+        for gap in gaps:
+            await asyncio.sleep(gap)
+            tasks.append(asyncio.create_task(request(limits, starts, hold=hold)))
+        await asyncio.gather(*tasks)
+        return starts
+
+    starts = run_virtual(main)
+    assert len(starts) == len(gaps)
+    assert_window_respected(starts, rate)
+
+
+def test_requests_are_admitted_first_come_first_served() -> None:
+    async def main() -> list[int]:
+        limits = limiter(rate=Rate(1, 1.0))
+        order: list[int] = []
+
+        async def numbered(n: int) -> None:
+            async with limits.slot():
+                order.append(n)
+
+        await asyncio.gather(*(numbered(n) for n in range(10)))
+        return order
+
+    assert run_virtual(main) == list(range(10))
+
+
+# --- concurrency -----------------------------------------------------------------
+
+
+async def test_concurrency_cap_holds_with_real_tasks() -> None:
+    limits = AccountLimiter(max_concurrency=4, rate=UNLIMITED_RATE)
+    running = 0
+    peak = 0
+
+    async def work() -> None:
+        nonlocal running, peak
+        async with limits.slot():
+            running += 1
+            peak = max(peak, running)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            running -= 1
+
+    await asyncio.wait_for(asyncio.gather(*(work() for _ in range(60))), timeout=10)
+    assert peak == 4
+    assert limits.in_flight == 0
+
+
+def test_a_freed_slot_goes_to_the_next_waiter_at_once() -> None:
+    async def main() -> list[float]:
+        limits = limiter(max_concurrency=3)
+        starts: list[float] = []
+        await asyncio.gather(*(request(limits, starts, hold=1.0) for _ in range(8)))
+        return starts
+
+    assert run_virtual(main) == [0, 0, 0, 1, 1, 1, 2, 2]
+
+
+def test_a_request_that_raises_frees_its_slot() -> None:
+    async def main() -> float:
+        limits = limiter(max_concurrency=1)
+        with pytest.raises(RuntimeError):
+            async with limits.slot():
+                raise RuntimeError("Twilio said no")
+        return await request(limits, [])
+
+    assert run_virtual(main) == 0
+
+
+# --- per-sender pacing -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "mps", "rate", "senders", "expected"),
+    [
+        ("one sender is spaced evenly", 2.0, UNLIMITED_RATE, ["A"] * 5, [0, 0.5, 1, 1.5, 2]),
+        (
+            "a busy sender does not hold up others",
+            2.0,
+            UNLIMITED_RATE,
+            ["A", "A", "A", "B", "B"],
+            [0, 0.5, 1, 0, 0.5],
+        ),
+        (
+            "requests without a sender are not paced",
+            4.0,
+            UNLIMITED_RATE,
+            ["A", "A", None, None],
+            [0, 0.25, 0, 0],
+        ),
+        (
+            "the account window still applies",
+            4.0,
+            Rate(2, 1.0),
+            ["A", "A", "A", "A"],
+            [0, 0.25, 1, 1.25],
+        ),
+    ],
+)
+def test_per_sender_pacing(
+    case: str, mps: float, rate: Rate, senders: list[str | None], expected: list[float]
+) -> None:
+    async def main() -> list[float]:
+        return await requests_at_once(limiter(rate=rate, per_sender_mps=mps), senders)
+
+    assert run_virtual(main) == expected, case
+
+
+def test_no_sender_pacing_unless_configured() -> None:
+    async def main() -> list[float]:
+        return await requests_at_once(limiter(), ["A", "A", "A"])
+
+    assert run_virtual(main) == [0, 0, 0]
+
+
+def test_sender_spacing_survives_idle_periods() -> None:
+    async def main() -> list[float]:
+        limits = limiter(per_sender_mps=0.5)  # one every 2 s
+        first = await request(limits, [], "A")
+        await asyncio.sleep(1.5)
+        # Other senders come and go meanwhile (their gates are created and dropped).
+        await requests_at_once(limits, ["B", "C"])
+        second = await request(limits, [], "A")
+        await asyncio.sleep(5)
+        third = await request(limits, [], "A")
+        return [first, second, third]
+
+    assert run_virtual(main) == [0, 2, 7]
+
+
+# --- 429 pauses ------------------------------------------------------------------
+
+
+def test_slow_down_pauses_everyone_but_not_requests_in_flight() -> None:
+    async def main() -> tuple[float, list[float]]:
+        limits = limiter(per_sender_mps=10)
+        finished_at = -1.0
+
+        async def long_request() -> None:
+            nonlocal finished_at
+            async with limits.slot("A"):
+                limits.slow_down(5.0)
+                await asyncio.sleep(1.0)
+                finished_at = now()
+
+        first = asyncio.create_task(long_request())
+        await asyncio.sleep(0)
+        later = await requests_at_once(limits, ["A", "B", None])
+        await first
+        return finished_at, later
+
+    finished_at, later = run_virtual(main)
+    assert finished_at == 1.0
+    assert later == [5.0, 5.0, 5.0]
+
+
+class TooManyRequests(Exception):
+    pass
+
+
+# A script of requests made one after another: a float or None is a request that
+# Twilio answered 429 with that Retry-After; "ok" is one that succeeded.
+Step = float | None | str
+
+
+@pytest.mark.parametrize(
+    ("case", "script", "expected_starts"),
+    [
+        ("own backoff starts at 1s", [None, "ok"], [0, 1]),
+        ("a 429 after the pause doubles it", [None, None, None, "ok"], [0, 1, 3, 7]),
+        ("a success halves it again", [None, None, "ok", None, "ok"], [0, 1, 3, 3, 5]),
+        ("never below the first pause", [None, "ok", "ok", None, "ok"], [0, 1, 1, 1, 2]),
+        ("Retry-After is honoured", [3.0, "ok"], [0, 3]),
+        ("Retry-After leaves the own backoff alone", [3.0, None, "ok"], [0, 3, 4]),
+        ("a zero Retry-After means our own backoff", [0.0, "ok"], [0, 1]),
+        ("a huge Retry-After is capped", [1e9, "ok"], [0, MAX_BACKOFF]),
+    ],
+)
+def test_429_pauses(case: str, script: list[Step], expected_starts: list[float]) -> None:
+    async def main() -> list[float]:
+        limits = limiter()
+        starts: list[float] = []
+        for step in script:
+            try:
+                async with limits.slot():
+                    starts.append(now())
+                    if step != "ok":
+                        assert not isinstance(step, str)
+                        limits.slow_down(step)
+                        raise TooManyRequests
+            except TooManyRequests:
+                pass
+        return starts
+
+    assert run_virtual(main) == expected_starts, case
+
+
+def test_a_burst_of_429s_from_requests_in_flight_is_one_pause() -> None:
+    async def main() -> float:
+        limits = limiter()
+
+        async def rejected() -> None:
+            async with limits.slot():
+                await asyncio.sleep(0.1)
+                limits.slow_down(None)
+
+        await asyncio.gather(*(rejected() for _ in range(5)))
+        return await request(limits, [])
+
+    assert run_virtual(main) == 1.1
+
+
+# --- cancellation ----------------------------------------------------------------
+
+
+def test_cancelled_while_waiting_for_a_concurrency_slot_leaks_nothing() -> None:
+    async def main() -> list[float]:
+        limits = limiter(max_concurrency=1, rate=Rate(2, 1.0))
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with limits.slot():
+                await release.wait()
+
+        first = asyncio.create_task(holder())
+        cancelled = asyncio.create_task(request(limits, []))
+        survivor = asyncio.create_task(request(limits, []))
+        await asyncio.sleep(0.5)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        release.set()
+        await first
+        # Had the cancelled waiter kept a window entry, the survivor would wait for t=1.
+        survivor_start = await survivor
+        after = await request(limits, [])  # window full (holder + survivor) until t=1
+        assert limits.in_flight == 0
+        return [survivor_start, after]
+
+    assert run_virtual(main) == [0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("case", "make_limiter", "sender", "expected"),
+    [
+        ("waiting for room in the window", lambda: limiter(rate=Rate(1, 1.0)), None, 1.0),
+        ("waiting out a 429 pause", lambda: limiter(), None, 1.0),
+        ("waiting for its sender's turn", lambda: limiter(per_sender_mps=1.0), "A", 1.0),
+    ],
+)
+def test_cancelled_while_waiting_leaks_nothing(
+    case: str, make_limiter: Callable[[], AccountLimiter], sender: str | None, expected: float
+) -> None:
+    async def main() -> float:
+        limits = make_limiter()
+        async with limits.slot(sender):
+            if case == "waiting out a 429 pause":
+                limits.slow_down(1.0)
+        waiter = asyncio.create_task(request(limits, [], sender))
+        await asyncio.sleep(0.5)
+        assert not waiter.done()
+        waiter.cancel()
+        await asyncio.sleep(0)
+        # A leaked window entry or sender turn would push this to t=2; a leaked
+        # lock would never let it start (Deadlock).
+        return await request(limits, [], sender)
+
+    assert run_virtual(main) == expected, case
+
+
+# --- metrics ---------------------------------------------------------------------
+
+
+def test_counts_waits_and_time_waited() -> None:
+    async def main() -> tuple[int, float, int, float]:
+        limits = limiter(rate=Rate(1, 1.0))
+        await request(limits, [])
+        waits_uncontended, seconds_uncontended = limits.waits, limits.wait_seconds
+        await requests_at_once(limits, [None, None, None])  # at t=1, 2 and 3
+        return waits_uncontended, seconds_uncontended, limits.waits, limits.wait_seconds
+
+    # The first of the three waits 1 s for the first request's window, then 2 s, 3 s.
+    assert run_virtual(main) == (0, 0.0, 3, 6.0)
+
+
+# --- settings --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1200/60s", Rate(1200, 60.0)),
+        ("100/1s", Rate(100, 1.0)),
+        ("10/s", Rate(10, 1.0)),
+        ("5/500ms", Rate(5, 0.5)),
+        ("600/1m", Rate(600, 60.0)),
+        ("30/m", Rate(30, 60.0)),
+        ("30/60", Rate(30, 60.0)),
+        (" 20 / 2s ", Rate(20, 2.0)),
+    ],
+)
+def test_parse_rate(text: str, expected: Rate) -> None:
+    assert parse_rate(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "1200", "/60s", "1200/", "0/1s", "-1/1s", "1.5/1s", "10/0s", "10/xs", "10/1s/2",
+     "ten/s", "10/1 s", "10/-1s"],
+)  # fmt: skip
+def test_parse_rate_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid rate") as raised:
+        parse_rate(text)
+    assert repr(text) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Rate(0, 1.0), "at least 1"),
+        (lambda: Rate(5, 0.0), "positive"),
+        (lambda: AccountLimiter(max_concurrency=0, rate=UNLIMITED_RATE), "max_concurrency"),
+        (
+            lambda: AccountLimiter(max_concurrency=1, rate=UNLIMITED_RATE, per_sender_mps=0),
+            "per_sender_mps",
+        ),
+    ],
+)
+def test_rejects_nonsense_limits(make: Callable[[], object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
