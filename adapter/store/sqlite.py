@@ -1,0 +1,806 @@
+"""The store in one SQLite file, written by one thread that commits in groups.
+
+Why one thread: a sqlite3 connection cannot be shared between threads and SQLite
+admits one writer at a time anyway. Funnelling every call through one thread lets it
+run whatever has queued up in ONE transaction, so a burst of webhooks costs one fsync
+instead of one each, while a SAVEPOINT per call keeps a failing call from failing
+the others of its batch. A call's future resolves only after its batch has committed,
+so "returned" always means "durable".
+
+Behaviour the contract leaves open, chosen here and pinned by the contract suite:
+
+- `finish_inbound`, `mark_attempt_started`, `mark_sent`, `schedule_retry` and
+  `mark_failed` raise LookupError (and change nothing) for a job that does not exist
+  or is no longer pending: finishing a text twice must not send its replies twice.
+- `release_inbound` / `release_outbound` of a job that is no longer pending do nothing.
+- `update_status` ignores statuses missing from STATUS_RANK.
+- Datetimes passed in must be timezone-aware (ValueError otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from adapter.store.base import (
+    FINAL_STATUSES,
+    STATUS_RANK,
+    InboundJob,
+    OutboundJob,
+    OutboundRecord,
+    OutboxStats,
+    ReplyDraft,
+    Store,
+    StoreError,
+)
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+
+# Enough to amortise one fsync over a burst, small enough that the first call of a
+# batch does not wait behind thousands of others.
+MAX_BATCH = 500
+
+# MIGRATIONS[n] takes a file from `PRAGMA user_version` n to n + 1, in one transaction.
+# Never edit an entry that has been released: append a new one.
+# All times are UTC epoch seconds (REAL); all payloads and states are JSON text.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE inbound (
+            id            INTEGER PRIMARY KEY,
+            message_id    TEXT NOT NULL UNIQUE,  -- the dedup key
+            conversation  TEXT NOT NULL,
+            payload       TEXT NOT NULL,
+            received_at   REAL NOT NULL,
+            state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done')),
+            claimed_until REAL,                  -- lease expiry while a dispatcher holds it
+            error         TEXT,                  -- what the bot raised, if it did
+            finished_at   REAL
+        )
+        """,
+        # Claims read pending texts in order, then look for an older one in the same
+        # conversation; done texts pile up forever (the dedup memory) and are skipped.
+        "CREATE INDEX inbound_by_state ON inbound (state, id)",
+        "CREATE INDEX inbound_pending ON inbound (conversation, id) WHERE state = 'pending'",
+        """
+        CREATE TABLE outbound (
+            id                INTEGER PRIMARY KEY,
+            conversation      TEXT NOT NULL,
+            payload           TEXT NOT NULL,
+            inbound_id        INTEGER REFERENCES inbound (id),  -- NULL for proactive sends
+            created_at        REAL NOT NULL,
+            state             TEXT NOT NULL DEFAULT 'pending'
+                              CHECK (state IN ('pending', 'sent', 'failed', 'dead')),
+            not_before        REAL,              -- retry time; NULL: due at once
+            claimed_until     REAL,
+            attempts          INTEGER NOT NULL DEFAULT 0,
+            in_doubt_since    REAL,
+            message_sid       TEXT UNIQUE,
+            twilio_status     TEXT,
+            status_is_final   INTEGER NOT NULL DEFAULT 0,
+            status_updated_at REAL,
+            error_code        INTEGER,
+            error_message     TEXT
+        )
+        """,
+        "CREATE INDEX outbound_pending ON outbound (conversation, id) WHERE state = 'pending'",
+        "CREATE INDEX outbound_by_state ON outbound (state, id)",
+        # Sent rows pile up; the status refresher only wants the few still moving.
+        """
+        CREATE INDEX outbound_unfinished
+        ON outbound (state, status_is_final, status_updated_at)
+        """,
+        """
+        CREATE TABLE conversation_state (
+            conversation TEXT PRIMARY KEY,
+            state        TEXT NOT NULL,
+            updated_at   REAL NOT NULL
+        )
+        """,
+    ),
+)
+
+# Only the oldest pending row of a conversation is a candidate (the NOT EXISTS), and
+# only if its lease is over. Claims go to nothing but that oldest row, so "its lease
+# is over" means "no row of the conversation is claimed".
+CLAIM_INBOUND = """
+    SELECT id, message_id, conversation, payload, received_at
+    FROM inbound AS candidate
+    WHERE state = 'pending'
+      AND (claimed_until IS NULL OR claimed_until <= :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM inbound AS earlier
+          WHERE earlier.conversation = candidate.conversation
+            AND earlier.state = 'pending'
+            AND earlier.id < candidate.id)
+    ORDER BY id
+    LIMIT :limit
+"""
+
+# As CLAIM_INBOUND; a head row waiting for its retry (not_before) holds back the rest.
+CLAIM_OUTBOUND = """
+    SELECT id, conversation, payload, created_at, attempts, in_doubt_since
+    FROM outbound AS candidate
+    WHERE state = 'pending'
+      AND (claimed_until IS NULL OR claimed_until <= :now)
+      AND (not_before IS NULL OR not_before <= :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM outbound AS earlier
+          WHERE earlier.conversation = candidate.conversation
+            AND earlier.state = 'pending'
+            AND earlier.id < candidate.id)
+    ORDER BY id
+    LIMIT :limit
+"""
+
+RECORD_COLUMNS = """
+    id, conversation, payload, state, attempts, message_sid, twilio_status,
+    error_code, error_message, created_at
+"""
+
+
+class SQLiteStore(Store):
+    """The store in the SQLite file at `path` (created if missing).
+
+    `synchronous="FULL"` makes a commit survive power loss, not only a crash of this
+    process; "NORMAL" trades that for speed. `busy_timeout` is how long (seconds) a
+    call waits for another process's lock before it fails with StoreError.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if synchronous.upper() not in SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
+        self.path = os.fspath(path)
+        self._synchronous = synchronous.upper()
+        self._busy_timeout = busy_timeout
+        self._writer = _Writer(self._connect, self._error)
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed since open: fewer than calls when calls were grouped."""
+        return self._writer.commits
+
+    async def open(self) -> None:
+        await self._writer.start(name=f"sqlite-store:{self.path}")
+
+    async def close(self) -> None:
+        await self._writer.stop()
+
+    # --- inbound -----------------------------------------------------------------
+
+    async def add_inbound(
+        self, message_id: str, conversation: str, payload: dict[str, Any], received_at: datetime
+    ) -> bool:
+        row = (message_id, conversation, _encode(payload), _to_epoch(received_at))
+
+        def insert(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                """
+                INSERT INTO inbound (message_id, conversation, payload, received_at)
+                VALUES (?, ?, ?, ?)
+                ON CONFLICT (message_id) DO NOTHING
+                """,
+                row,
+            )
+            return cursor.rowcount == 1
+
+        return await self._writer.run(insert)
+
+    async def claim_inbound(self, limit: int, lease_seconds: float) -> list[InboundJob]:
+        if limit <= 0:
+            return []
+
+        def claim(db: sqlite3.Connection) -> list[InboundJob]:
+            now = time.time()
+            rows = db.execute(CLAIM_INBOUND, {"now": now, "limit": limit}).fetchall()
+            db.executemany(
+                "UPDATE inbound SET claimed_until = ? WHERE id = ?",
+                [(now + lease_seconds, row["id"]) for row in rows],
+            )
+            return [_inbound_job(row) for row in rows]
+
+        return await self._writer.run(claim)
+
+    async def finish_inbound(
+        self,
+        job_id: int,
+        replies: list[ReplyDraft],
+        state: tuple[str, dict[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> list[int]:
+        # Encoded here so a payload that is not JSON fails before anything is written.
+        drafts = [(reply.conversation, _encode(reply.payload)) for reply in replies]
+        saved_state = None if state is None else (state[0], _encode(state[1]))
+
+        def finish(db: sqlite3.Connection) -> list[int]:
+            now = time.time()
+            cursor = db.execute(
+                """
+                UPDATE inbound SET state = 'done', claimed_until = NULL, error = ?, finished_at = ?
+                WHERE id = ? AND state = 'pending'
+                """,
+                (error, now, job_id),
+            )
+            if cursor.rowcount == 0:
+                raise _not_pending(db, "inbound", job_id)
+            ids = _insert_outbound(db, drafts, inbound_id=job_id, now=now)
+            if saved_state is not None:
+                _save_state(db, *saved_state, now=now)
+            return ids
+
+        return await self._writer.run(finish)
+
+    async def release_inbound(self, job_id: int) -> None:
+        def release(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE inbound SET claimed_until = NULL WHERE id = ? AND state = 'pending'",
+                (job_id,),
+            )
+
+        await self._writer.run(release)
+
+    async def pending_inbound_count(self) -> int:
+        def count(db: sqlite3.Connection) -> int:
+            row = db.execute("SELECT count(*) FROM inbound WHERE state = 'pending'").fetchone()
+            return int(row[0])
+
+        return await self._writer.run(count)
+
+    # --- conversation state ------------------------------------------------------
+
+    async def load_state(self, conversation: str) -> dict[str, Any]:
+        def load(db: sqlite3.Connection) -> dict[str, Any]:
+            row = db.execute(
+                "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
+            ).fetchone()
+            return {} if row is None else _decode(row["state"])
+
+        return await self._writer.run(load)
+
+    # --- outbox ------------------------------------------------------------------
+
+    async def enqueue_outbound(self, drafts: list[ReplyDraft]) -> list[int]:
+        encoded = [(draft.conversation, _encode(draft.payload)) for draft in drafts]
+        if not encoded:
+            return []
+
+        def enqueue(db: sqlite3.Connection) -> list[int]:
+            return _insert_outbound(db, encoded, inbound_id=None, now=time.time())
+
+        return await self._writer.run(enqueue)
+
+    async def claim_outbound(
+        self, limit: int, lease_seconds: float, now: datetime
+    ) -> list[OutboundJob]:
+        if limit <= 0:
+            return []
+        at = _to_epoch(now)
+
+        def claim(db: sqlite3.Connection) -> list[OutboundJob]:
+            rows = db.execute(CLAIM_OUTBOUND, {"now": at, "limit": limit}).fetchall()
+            db.executemany(
+                "UPDATE outbound SET claimed_until = ? WHERE id = ?",
+                [(at + lease_seconds, row["id"]) for row in rows],
+            )
+            return [_outbound_job(row) for row in rows]
+
+        return await self._writer.run(claim)
+
+    async def mark_attempt_started(self, job_id: int, at: datetime) -> None:
+        await self._update_pending_outbound(
+            job_id,
+            # coalesce keeps the earliest attempt: that is when the doubt began.
+            "attempts = attempts + 1, in_doubt_since = coalesce(in_doubt_since, :at)",
+            at=_to_epoch(at),
+        )
+
+    async def mark_sent(self, job_id: int, message_sid: str, twilio_status: str) -> None:
+        await self._update_pending_outbound(
+            job_id,
+            """
+            state = 'sent', claimed_until = NULL, in_doubt_since = NULL,
+            message_sid = :sid, twilio_status = :status, status_is_final = :final,
+            status_updated_at = :now, error_code = NULL, error_message = NULL
+            """,
+            sid=message_sid,
+            status=twilio_status,
+            final=twilio_status in FINAL_STATUSES,
+        )
+
+    async def schedule_retry(
+        self, job_id: int, not_before: datetime, error: str, in_doubt: bool
+    ) -> None:
+        await self._update_pending_outbound(
+            job_id,
+            """
+            claimed_until = NULL, not_before = :not_before, error_message = :error,
+            in_doubt_since = CASE WHEN :in_doubt THEN in_doubt_since END
+            """,
+            not_before=_to_epoch(not_before),
+            error=error,
+            in_doubt=in_doubt,
+        )
+
+    async def mark_failed(
+        self, job_id: int, error_code: int | None, error_message: str, dead: bool
+    ) -> None:
+        await self._update_pending_outbound(
+            job_id,
+            """
+            state = :state, claimed_until = NULL, in_doubt_since = NULL,
+            error_code = :code, error_message = :error
+            """,
+            state="dead" if dead else "failed",
+            code=error_code,
+            error=error_message,
+        )
+
+    async def release_outbound(self, job_id: int) -> None:
+        def release(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE outbound SET claimed_until = NULL WHERE id = ? AND state = 'pending'",
+                (job_id,),
+            )
+
+        await self._writer.run(release)
+
+    async def get_outbound(self, job_id: int) -> OutboundRecord | None:
+        def get(db: sqlite3.Connection) -> OutboundRecord | None:
+            return _get_record(db, "id = ?", job_id)
+
+        return await self._writer.run(get)
+
+    async def list_outbound(
+        self, state: str | None = None, limit: int = 100
+    ) -> list[OutboundRecord]:
+        if limit <= 0:
+            return []
+
+        def list_rows(db: sqlite3.Connection) -> list[OutboundRecord]:
+            # Two spellings so that a state filter can use the (state, id) index.
+            where = "" if state is None else "WHERE state = :state"
+            rows = db.execute(
+                f"SELECT {RECORD_COLUMNS} FROM outbound {where} ORDER BY id LIMIT :limit",
+                {"state": state, "limit": limit},
+            ).fetchall()
+            return [_outbound_record(row) for row in rows]
+
+        return await self._writer.run(list_rows)
+
+    async def outbox_stats(self) -> OutboxStats:
+        def stats(db: sqlite3.Connection) -> OutboxStats:
+            row = db.execute(
+                "SELECT count(*), min(created_at) FROM outbound WHERE state = 'pending'"
+            ).fetchone()
+            return OutboxStats(depth=int(row[0]), oldest_pending_at=_to_datetime(row[1]))
+
+        return await self._writer.run(stats)
+
+    # --- delivery statuses -------------------------------------------------------
+
+    async def update_status(
+        self, message_sid: str, status: str, error_code: int | None
+    ) -> OutboundRecord | None:
+        def update(db: sqlite3.Connection) -> OutboundRecord | None:
+            row = db.execute(
+                "SELECT id, twilio_status FROM outbound WHERE message_sid = ?", (message_sid,)
+            ).fetchone()
+            if row is None:
+                return None
+            if _moves_forward(row["twilio_status"], status):
+                db.execute(
+                    """
+                    UPDATE outbound
+                    SET twilio_status = ?, status_is_final = ?, status_updated_at = ?,
+                        error_code = coalesce(?, error_code)
+                    WHERE id = ?
+                    """,
+                    (status, status in FINAL_STATUSES, time.time(), error_code, row["id"]),
+                )
+            return _get_record(db, "id = ?", row["id"])
+
+        return await self._writer.run(update)
+
+    async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
+        if limit <= 0:
+            return []
+        before = _to_epoch(older_than)
+
+        def unfinished(db: sqlite3.Connection) -> list[OutboundRecord]:
+            rows = db.execute(
+                f"""
+                SELECT {RECORD_COLUMNS} FROM outbound
+                WHERE state = 'sent' AND status_is_final = 0 AND status_updated_at < ?
+                ORDER BY status_updated_at, id LIMIT ?
+                """,
+                (before, limit),
+            ).fetchall()
+            return [_outbound_record(row) for row in rows]
+
+        return await self._writer.run(unfinished)
+
+    # --- plumbing ----------------------------------------------------------------
+
+    async def _update_pending_outbound(self, job_id: int, assignments: str, **values: Any) -> None:
+        """UPDATE one pending outbox row; LookupError if there is none."""
+
+        def update(db: sqlite3.Connection) -> None:
+            cursor = db.execute(
+                f"UPDATE outbound SET {assignments} WHERE id = :id AND state = 'pending'",
+                {**values, "id": job_id, "now": time.time()},
+            )
+            if cursor.rowcount == 0:
+                raise _not_pending(db, "outbound", job_id)
+
+        await self._writer.run(update)
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open, configure and migrate the file; runs on the writer thread."""
+        try:
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._open_error(exc) from exc
+        try:
+            db.row_factory = sqlite3.Row
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"cannot open the SQLite store {self.path}: WAL mode refused")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            db.execute("PRAGMA foreign_keys = ON")
+            with _transaction(db):
+                self._migrate(db)
+                # One process owns the file: leases still held belong to a process
+                # that died, and its texts and replies must not wait for them.
+                db.execute(
+                    "UPDATE inbound SET claimed_until = NULL WHERE claimed_until IS NOT NULL"
+                )
+                db.execute(
+                    "UPDATE outbound SET claimed_until = NULL WHERE claimed_until IS NOT NULL"
+                )
+        except sqlite3.Error as exc:
+            db.close()
+            raise self._open_error(exc) from exc
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"cannot open the SQLite store {self.path}: its schema version {version} "
+                f"is newer than this sms-adapter knows ({len(MIGRATIONS)})"
+            )
+        for target, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {target}")
+
+    def _open_error(self, exc: sqlite3.Error) -> StoreError:
+        reason = str(exc)
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            reason += f" (directory {directory} does not exist)"
+        return StoreError(f"cannot open the SQLite store {self.path}: {reason}")
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"SQLite store {self.path}: {exc}")
+
+
+# --- the writer thread -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    work: Callable[[sqlite3.Connection], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+@dataclass(frozen=True)
+class _Stop:
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    value: Any = None
+    error: BaseException | None = None
+
+
+class _Writer:
+    """Owns the connection on its own thread and runs calls on it in group commits."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        translate: Callable[[sqlite3.Error], StoreError],
+    ) -> None:
+        self._connect = connect
+        self._translate = translate
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Call[Any] | _Stop] | None = None
+        self._thread: threading.Thread | None = None
+        self.commits = 0
+
+    async def start(self, name: str) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the store is already open")
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+        calls: queue.SimpleQueue[_Call[Any] | _Stop] = queue.SimpleQueue()
+        # A daemon: a process that exits without close() must not hang on this thread;
+        # SQLite's journal makes being cut off mid-transaction safe.
+        thread = threading.Thread(
+            target=self._serve, args=(calls, loop, ready), name=name, daemon=True
+        )
+        thread.start()
+        try:
+            await ready
+        except BaseException:
+            calls.put(_Stop(loop, loop.create_future()))  # let it go if it did connect
+            raise
+        self.commits = 0
+        self._queue, self._thread = calls, thread
+
+    async def stop(self) -> None:
+        """Run every call already queued, then close the connection and end the thread."""
+        loop = asyncio.get_running_loop()
+        stopped: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            calls, thread = self._queue, self._thread
+            if calls is None or thread is None:
+                return
+            self._queue = self._thread = None
+            calls.put(_Stop(loop, stopped))
+        await stopped
+        thread.join()  # it has only to return
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._lock:
+            if self._queue is None:
+                raise StoreError("the store is not open")
+            self._queue.put(_Call(work, loop, future))
+        return await future
+
+    def _serve(
+        self,
+        calls: queue.SimpleQueue[_Call[Any] | _Stop],
+        loop: asyncio.AbstractEventLoop,
+        ready: asyncio.Future[None],
+    ) -> None:
+        try:
+            db = self._connect()
+        except BaseException as exc:
+            _settle(loop, ready, _Outcome(error=exc))
+            return
+        _settle(loop, ready, _Outcome())
+        stop: _Stop | None = None
+        try:
+            while stop is None:
+                batch: list[_Call[Any]] = []
+                item = calls.get()
+                while True:
+                    if isinstance(item, _Stop):
+                        stop = item
+                        break
+                    batch.append(item)
+                    if len(batch) >= MAX_BATCH:
+                        break
+                    try:
+                        item = calls.get_nowait()
+                    except queue.Empty:
+                        break
+                if batch:
+                    self._run_batch(db, batch)
+        finally:
+            db.close()
+            if stop is not None:
+                _settle(stop.loop, stop.future, _Outcome())
+
+    def _run_batch(self, db: sqlite3.Connection, batch: list[_Call[Any]]) -> None:
+        try:
+            with _transaction(db):
+                outcomes = [self._run_in_savepoint(db, call.work) for call in batch]
+            self.commits += 1
+        except Exception as exc:
+            # The transaction is gone, and with it every call of the batch: each
+            # caller learns it failed, so nothing is acknowledged that was not kept.
+            logger.warning("SQLite store: a transaction of %d calls failed: %s", len(batch), exc)
+            outcomes = [_Outcome(error=self._for_caller(exc)) for _ in batch]
+        for call, outcome in zip(batch, outcomes, strict=True):
+            _settle(call.loop, call.future, outcome)
+
+    def _run_in_savepoint(
+        self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]
+    ) -> _Outcome:
+        db.execute("SAVEPOINT call")
+        try:
+            value = work(db)
+        except Exception as exc:
+            if not db.in_transaction:
+                # SQLite rolled back the whole transaction (disk full, I/O error).
+                raise
+            db.execute("ROLLBACK TO call")
+            db.execute("RELEASE call")
+            return _Outcome(error=self._for_caller(exc))
+        db.execute("RELEASE call")
+        return _Outcome(value=value)
+
+    def _for_caller(self, exc: Exception) -> Exception:
+        if isinstance(exc, sqlite3.Error):
+            error = self._translate(exc)
+            error.__cause__ = exc
+            return error
+        return exc
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT; rolled back if the body or the COMMIT fails."""
+    # IMMEDIATE takes the write lock now, so a busy file fails here, not midway.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        # A failed COMMIT can leave the transaction open; the next BEGIN needs it gone.
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                logger.exception("SQLite store: ROLLBACK failed")
+        raise
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: _Outcome
+) -> None:
+    """Resolve `future` on its own loop, from the writer thread."""
+
+    def settle() -> None:
+        if future.done():  # the caller was cancelled and no longer waits
+            return
+        if outcome.error is not None:
+            future.set_exception(outcome.error)
+        else:
+            future.set_result(outcome.value)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is waiting any more
+
+
+# --- rows and values ---------------------------------------------------------------
+
+
+def _insert_outbound(
+    db: sqlite3.Connection, drafts: Sequence[tuple[str, str]], inbound_id: int | None, now: float
+) -> list[int]:
+    ids = []
+    for conversation, payload in drafts:
+        cursor = db.execute(
+            """
+            INSERT INTO outbound (conversation, payload, inbound_id, created_at)
+            VALUES (?, ?, ?, ?)
+            """,
+            (conversation, payload, inbound_id, now),
+        )
+        assert cursor.lastrowid is not None
+        ids.append(cursor.lastrowid)
+    return ids
+
+
+def _save_state(db: sqlite3.Connection, conversation: str, state: str, now: float) -> None:
+    db.execute(
+        """
+        INSERT INTO conversation_state (conversation, state, updated_at) VALUES (?, ?, ?)
+        ON CONFLICT (conversation) DO UPDATE
+        SET state = excluded.state, updated_at = excluded.updated_at
+        """,
+        (conversation, state, now),
+    )
+
+
+def _get_record(db: sqlite3.Connection, where: str, value: object) -> OutboundRecord | None:
+    row = db.execute(f"SELECT {RECORD_COLUMNS} FROM outbound WHERE {where}", (value,)).fetchone()
+    return None if row is None else _outbound_record(row)
+
+
+def _not_pending(db: sqlite3.Connection, table: str, job_id: int) -> LookupError:
+    row = db.execute(f"SELECT state FROM {table} WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return LookupError(f"no {table} job {job_id}")
+    return LookupError(f"{table} job {job_id} is {row['state']}, no longer pending")
+
+
+def _moves_forward(current: str | None, new: str) -> bool:
+    if new not in STATUS_RANK:
+        return False
+    return STATUS_RANK[new] > STATUS_RANK.get(current or "", -1)
+
+
+def _inbound_job(row: sqlite3.Row) -> InboundJob:
+    return InboundJob(
+        id=row["id"],
+        message_id=row["message_id"],
+        conversation=row["conversation"],
+        payload=_decode(row["payload"]),
+        received_at=_from_epoch(row["received_at"]),
+    )
+
+
+def _outbound_job(row: sqlite3.Row) -> OutboundJob:
+    return OutboundJob(
+        id=row["id"],
+        conversation=row["conversation"],
+        payload=_decode(row["payload"]),
+        created_at=_from_epoch(row["created_at"]),
+        attempts=row["attempts"],
+        in_doubt_since=_to_datetime(row["in_doubt_since"]),
+    )
+
+
+def _outbound_record(row: sqlite3.Row) -> OutboundRecord:
+    return OutboundRecord(
+        id=row["id"],
+        conversation=row["conversation"],
+        payload=_decode(row["payload"]),
+        state=row["state"],
+        attempts=row["attempts"],
+        message_sid=row["message_sid"],
+        twilio_status=row["twilio_status"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        created_at=_from_epoch(row["created_at"]),
+    )
+
+
+def _encode(value: dict[str, Any]) -> str:
+    # allow_nan=False: NaN is not JSON, and another backend's JSON type would refuse it.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def _decode(text: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(text)
+    return value
+
+
+def _to_epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise ValueError(f"a naive datetime is ambiguous, give it a timezone: {moment!r}")
+    return moment.timestamp()
+
+
+def _from_epoch(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _to_datetime(seconds: float | None) -> datetime | None:
+    return None if seconds is None else _from_epoch(seconds)
