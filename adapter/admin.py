@@ -1,0 +1,156 @@
+"""The operator API: text a person first, and see what became of it.
+
+Guarded by a bearer token (`SMS_ADAPTER_ADMIN_TOKEN`). With no token configured the API
+does not exist (404), so a forgotten setting never leaves it open.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from adapter.store.base import OutboundRecord, StoreError
+
+if TYPE_CHECKING:
+    from adapter.app import Channel
+
+E164 = re.compile(r"^(whatsapp:)?\+[1-9]\d{6,14}$")
+SERVICE_SID = re.compile(r"^MG[0-9a-f]{32}$")
+MAX_BODY = 1600
+MAX_MEDIA = 10
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def authorized(channel: Channel, request: Request) -> Response | None:
+    """None when the request may go on, else the response to give."""
+    token = channel.settings.admin_token
+    if not token:
+        return Response(status_code=404)
+    header = request.headers.get("authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        presented.strip().encode(), token.encode()
+    ):
+        return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
+def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
+    if not isinstance(data, dict):
+        return {}, "expected a JSON object"
+    to = data.get("to")
+    if not isinstance(to, str) or not E164.match(to):
+        return {}, "to must be an E.164 number such as +15551234567 (or whatsapp:+15551234567)"
+    body = data.get("body", "")
+    media = data.get("media", [])
+    if not isinstance(body, str) or len(body) > MAX_BODY:
+        return {}, f"body must be text of at most {MAX_BODY} characters"
+    if (
+        not isinstance(media, list)
+        or len(media) > MAX_MEDIA
+        or not all(isinstance(m, str) and m.startswith(("http://", "https://")) for m in media)
+    ):
+        return {}, f"media must be a list of at most {MAX_MEDIA} http(s) URLs"
+    if not body and not media:
+        return {}, "body or media is required"
+    from_ = data.get("from")
+    service = data.get("messaging_service_sid")
+    route_key = data.get("route")
+    if route_key is not None:
+        route = channel.routes.resolve(str(route_key), None)
+        if route is None:
+            return {}, f"no route {route_key!r}"
+        from_, service = route.reply_sender(str(route_key))
+    if (from_ is None) == (service is None):
+        return {}, "give exactly one of from, messaging_service_sid or route"
+    if from_ is not None and (not isinstance(from_, str) or not E164.match(from_)):
+        return {}, "from must be one of your Twilio numbers in E.164"
+    if service is not None and (not isinstance(service, str) or not SERVICE_SID.match(service)):
+        return {}, "messaging_service_sid must look like MG followed by 32 hex digits"
+    return {
+        "to": to,
+        "body": body,
+        "from_": from_,
+        "messaging_service_sid": service,
+        "media": media,
+    }, None
+
+
+def _record_json(record: OutboundRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "to": record.payload.get("to"),
+        "from": record.payload.get("from_"),
+        "messaging_service_sid": record.payload.get("messaging_service_sid"),
+        "body": record.payload.get("body"),
+        "media": record.payload.get("media_urls", []),
+        "state": record.state,
+        "attempts": record.attempts,
+        "message_sid": record.message_sid,
+        "status": record.twilio_status,
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "created_at": record.created_at.isoformat(),
+    }
+
+
+async def send_message(request: Request) -> Response:
+    channel: Channel = request.app.state.channel
+    if (denied := authorized(channel, request)) is not None:
+        return denied
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "expected a JSON body")
+    fields, problem = _validate(data, channel)
+    if problem is not None:
+        return _error(400, problem)
+    try:
+        outbox_id = await channel.send_text(
+            fields["to"],
+            fields["body"],
+            from_=fields["from_"],
+            messaging_service_sid=fields["messaging_service_sid"],
+            media=fields["media"],
+        )
+    except StoreError:
+        return _error(503, "the store is unavailable; nothing was queued")
+    return JSONResponse({"id": outbox_id, "state": "pending"}, status_code=202)
+
+
+async def get_message(request: Request) -> Response:
+    channel: Channel = request.app.state.channel
+    if (denied := authorized(channel, request)) is not None:
+        return denied
+    raw_id = request.path_params["outbox_id"]
+    if not raw_id.isdigit():
+        return _error(400, "the id is a number returned by POST /api/messages")
+    record = await channel.store.get_outbound(int(raw_id))
+    if record is None:
+        return _error(404, "no such message")
+    return JSONResponse(_record_json(record))
+
+
+async def list_dead_letters(request: Request) -> Response:
+    channel: Channel = request.app.state.channel
+    if (denied := authorized(channel, request)) is not None:
+        return denied
+    records = await channel.store.list_outbound(state="dead", limit=500)
+    return JSONResponse({"messages": [_record_json(r) for r in records]})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/messages", send_message, methods=["POST"]),
+        Route("/api/messages/dead", list_dead_letters, methods=["GET"]),
+        Route("/api/messages/{outbox_id}", get_message, methods=["GET"]),
+    ]

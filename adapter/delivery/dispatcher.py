@@ -1,0 +1,108 @@
+"""Inbound texts → bot handlers, one conversation at a time.
+
+The dispatcher claims committed texts from the store, runs the routed bot, and commits
+the outcome in one transaction: the text marked done, the bot's replies in the outbox,
+the conversation state saved. A bot that raises loses its replies and state changes for
+that turn (nothing half-done is sent), is logged with the activity id, and the adapter
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from adapter.activity import Activity
+from adapter.bots import RouteTable
+from adapter.context import Context, jsonable_state
+from adapter.delivery.worker import ClaimLoop
+from adapter.messages import InboundMessage
+from adapter.store.base import InboundJob, ReplyDraft, Store
+
+logger = logging.getLogger("adapter.dispatcher")
+
+LEASE_SECONDS = 300.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        routes: RouteTable,
+        *,
+        concurrency: int,
+        on_replies_committed: Callable[[], None],
+        poll_interval: float = 1.0,
+        observe_handling: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._routes = routes
+        self._on_replies_committed = on_replies_committed
+        self._observe_handling = observe_handling
+        self._loop: ClaimLoop[InboundJob] = ClaimLoop(
+            "dispatcher",
+            claim=lambda n: store.claim_inbound(n, LEASE_SECONDS),
+            handle=self.handle,
+            release=lambda job: store.release_inbound(job.id),
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+        )
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    async def stop(self, timeout: float) -> None:
+        await self._loop.stop(timeout)
+
+    async def handle(self, job: InboundJob) -> None:
+        message = InboundMessage.from_json(job.payload)
+        activity = Activity.from_inbound(message)
+        route = self._routes.resolve(message.to, message.messaging_service_sid)
+        if route is None:
+            logger.warning(
+                "no bot route for %s: text %s recorded but not handled",
+                message.to,
+                message.message_sid,
+            )
+            await self._store.finish_inbound(job.id, [], error=f"no bot route for {message.to}")
+            return
+
+        state = await self._store.load_state(job.conversation)
+        reply_from, reply_service = route.reply_sender(message.to)
+        ctx = Context(
+            activity=activity,
+            message=message,
+            state=state,
+            reply_from=reply_from,
+            reply_messaging_service_sid=reply_service,
+            bot_name=route.bot_name,
+        )
+        started = time.perf_counter()
+        try:
+            matched = await route.router.dispatch(ctx)
+            saved_state = jsonable_state(ctx.state)
+        except Exception as error:
+            logger.exception(
+                "bot %s raised on activity %s (conversation %s); its replies for this text are dropped",
+                route.bot_name,
+                activity.id,
+                job.conversation,
+            )
+            await self._store.finish_inbound(job.id, [], error=f"{type(error).__name__}: {error}")
+            return
+        finally:
+            if self._observe_handling is not None:
+                self._observe_handling(route.bot_name, time.perf_counter() - started)
+
+        if not matched:
+            logger.info("bot %s had no handler for activity %s", route.bot_name, activity.id)
+        drafts = [
+            ReplyDraft(conversation=job.conversation, payload=r.to_json()) for r in ctx.replies
+        ]
+        await self._store.finish_inbound(job.id, drafts, state=(job.conversation, saved_state))
+        if drafts:
+            self._on_replies_committed()

@@ -1,0 +1,210 @@
+"""Outbox → Twilio's Send Message, exactly once.
+
+Each attempt is recorded in the store before the request is made. If the outcome is
+unknown (a timeout, a dropped connection, a crash mid-request), Twilio may already have
+created the message and its create call has no idempotency key, so before sending again
+the sender looks for the message at Twilio (List Messages) and adopts it if found.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from adapter.delivery.ratelimit import Limiter
+from adapter.delivery.retry import GiveUp, RetryPolicy
+from adapter.delivery.worker import ClaimLoop
+from adapter.messages import OutboundMessage
+from adapter.store.base import OutboundJob, Store
+from adapter.twilio.client import TwilioClient
+from adapter.twilio.errors import (
+    TwilioApiError,
+    TwilioError,
+    TwilioRateLimited,
+    TwilioTransportError,
+)
+from adapter.twilio.resources import MessageResource
+
+logger = logging.getLogger("adapter.sender")
+
+LEASE_SECONDS = 120.0
+# Twilio's clock and ours differ a little: a message Twilio created up to this long
+# before our attempt started still counts as created by it.
+CLOCK_SKEW = timedelta(seconds=2)
+# How far back (newest first) reconciliation looks for an in-doubt message.
+RECONCILE_SCAN_LIMIT = 200
+
+
+class SendObserver:
+    """Hooks for metrics; the default does nothing."""
+
+    def sent(self, job: OutboundJob, seconds: float) -> None: ...
+    def failed(self, job: OutboundJob, code: int | None, dead: bool) -> None: ...
+    def retried(self, job: OutboundJob, error: TwilioError) -> None: ...
+    def adopted(self, job: OutboundJob) -> None: ...
+
+
+class Sender:
+    def __init__(
+        self,
+        store: Store,
+        client: TwilioClient,
+        limiter: Limiter,
+        policy: RetryPolicy,
+        *,
+        status_callback_url: str | None,
+        concurrency: int,
+        poll_interval: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: SendObserver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._limiter = limiter
+        self._policy = policy
+        self._status_callback_url = status_callback_url
+        self._clock = clock
+        self._observer = observer or SendObserver()
+        self._rng = rng or random.Random()
+        self._loop: ClaimLoop[OutboundJob] = ClaimLoop(
+            "sender",
+            claim=lambda n: store.claim_outbound(n, LEASE_SECONDS, self._clock()),
+            handle=self.deliver,
+            release=lambda job: store.release_outbound(job.id),
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+        )
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    async def stop(self, timeout: float) -> None:
+        await self._loop.stop(timeout)
+
+    async def deliver(self, job: OutboundJob) -> None:
+        message = OutboundMessage.from_json(job.payload)
+        if job.in_doubt_since is not None:
+            try:
+                found = await self._find_at_twilio(message, job.in_doubt_since)
+            except TwilioError as error:
+                await self._after_error(job, error, in_doubt=True)
+                return
+            if found is not None:
+                logger.info(
+                    "outbox %s: an earlier attempt did reach Twilio as %s; not sending again",
+                    job.id,
+                    found.sid,
+                )
+                await self._store.mark_sent(job.id, found.sid, found.status)
+                self._observer.adopted(job)
+                return
+
+        now = self._clock()
+        if self._policy.too_old(created_at=job.created_at, now=now):
+            await self._give_up(
+                job, None, f"older than {self._policy.max_age} before it could be sent", dead=True
+            )
+            return
+
+        await self._store.mark_attempt_started(job.id, now)
+        started = self._clock()
+        try:
+            async with self._limiter.slot(message.from_ or message.messaging_service_sid):
+                resource = await self._client.send_message(
+                    to=message.to,
+                    body=message.body,
+                    from_=message.from_,
+                    messaging_service_sid=message.messaging_service_sid,
+                    media_urls=message.media_urls,
+                    status_callback=self._status_callback_url,
+                )
+        except TwilioError as error:
+            ambiguous = isinstance(error, TwilioTransportError) and error.ambiguous
+            await self._after_error(job, error, in_doubt=ambiguous)
+            return
+        await self._store.mark_sent(job.id, resource.sid, resource.status)
+        self._observer.sent(job, (self._clock() - started).total_seconds())
+        logger.debug("outbox %s sent as %s", job.id, resource.sid)
+
+    async def _after_error(self, job: OutboundJob, error: TwilioError, *, in_doubt: bool) -> None:
+        retry_after = error.retry_after if isinstance(error, TwilioApiError) else None
+        if isinstance(error, TwilioRateLimited):
+            self._limiter.slow_down(retry_after)
+        now = self._clock()
+        decision = self._policy.decide(
+            attempts=job.attempts + 1,
+            created_at=job.created_at,
+            now=now,
+            retryable=error.retryable,
+            retry_after=retry_after,
+            rng=self._rng,
+        )
+        code = error.code if isinstance(error, TwilioApiError) else None
+        if isinstance(decision, GiveUp):
+            await self._give_up(job, code, f"{error} ({decision.reason})", dead=decision.dead)
+            return
+        logger.warning(
+            "outbox %s: %s; retrying in %.1fs%s",
+            job.id,
+            error,
+            decision.delay,
+            " (will check Twilio first: the message may exist)" if in_doubt else "",
+        )
+        self._observer.retried(job, error)
+        await self._store.schedule_retry(job.id, decision.at, str(error), in_doubt=in_doubt)
+
+    async def _give_up(
+        self, job: OutboundJob, code: int | None, reason: str, *, dead: bool
+    ) -> None:
+        level = logging.ERROR
+        logger.log(
+            level,
+            "outbox %s to conversation %s %s: %s",
+            job.id,
+            job.conversation,
+            "dead-lettered" if dead else "failed",
+            reason,
+        )
+        await self._store.mark_failed(job.id, code, reason, dead=dead)
+        self._observer.failed(job, code, dead)
+
+    async def _find_at_twilio(
+        self, message: OutboundMessage, attempt_started: datetime
+    ) -> MessageResource | None:
+        """The message an in-doubt attempt created, if Twilio has it.
+
+        Lists newest first without a DateSent filter: a message Twilio accepted a moment
+        ago may not be sent yet, and DateSent filters skip messages with no date_sent.
+        """
+        earliest = attempt_started - CLOCK_SKEW
+        seen = 0
+        async with self._limiter.slot(None):
+            async for candidate in self._client.list_messages(
+                to=message.to, from_=message.from_, page_size=50
+            ):
+                seen += 1
+                created = candidate.date_created
+                if created is not None and created < earliest - timedelta(minutes=5):
+                    break  # far older than the attempt: nothing further down can match
+                if seen > RECONCILE_SCAN_LIMIT:
+                    break
+                if _same_message(candidate, message) and (created is None or created >= earliest):
+                    return candidate
+        return None
+
+
+def _same_message(candidate: MessageResource, message: OutboundMessage) -> bool:
+    if candidate.direction is not None and not candidate.direction.startswith("outbound"):
+        return False
+    if (
+        message.messaging_service_sid
+        and candidate.messaging_service_sid != message.messaging_service_sid
+    ):
+        return False
+    return (candidate.body or "") == message.body

@@ -1,0 +1,72 @@
+"""Ask Twilio for the status of sent messages whose callbacks never came.
+
+Status callbacks can be lost (the adapter was down, a proxy failed). At start, and then
+periodically, messages without a final status after `refresh_after` are fetched with
+Get Message and their status recorded like a callback's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from adapter.store.base import Store
+from adapter.twilio.client import TwilioClient
+from adapter.twilio.errors import TwilioError
+
+logger = logging.getLogger("adapter.status")
+
+
+class StatusRefresher:
+    def __init__(
+        self,
+        store: Store,
+        client: TwilioClient,
+        record: Callable[[str, str, int | None], Awaitable[None]],
+        *,
+        refresh_after: timedelta,
+        batch: int = 100,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._record = record
+        self._refresh_after = refresh_after
+        self._batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="status-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def refresh_once(self) -> int:
+        """Refresh one batch; returns how many messages were asked about."""
+        older_than = datetime.now(UTC) - self._refresh_after
+        records = await self._store.unfinished_sent(older_than, self._batch)
+        for record in records:
+            if record.message_sid is None:
+                continue
+            try:
+                message = await self._client.get_message(record.message_sid)
+            except TwilioError as error:
+                logger.warning("could not refresh status of %s: %s", record.message_sid, error)
+                continue
+            await self._record(message.sid, message.status, message.error_code)
+        return len(records)
+
+    async def _run(self) -> None:
+        interval = min(self._refresh_after.total_seconds(), 60.0)
+        while True:
+            try:
+                await self.refresh_once()
+            except Exception:
+                logger.exception("status refresh failed; trying again later")
+            await asyncio.sleep(interval)

@@ -1,0 +1,121 @@
+"""The sms-adapter command as a user runs it: real processes, real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import bound_socket
+
+CLI = [sys.executable, "-m", "adapter.cli"]
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SMS_ADAPTER_"))}
+    env["SMS_ADAPTER_DATABASE"] = str(tmp_path / "cli.sqlite3")
+    env.update(extra)
+    return env
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "named"),
+    [
+        ({}, "TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_ACCOUNT_SID": "AC" + "1" * 32}, "TWILIO_AUTH_TOKEN"),
+        (
+            {
+                "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+                "TWILIO_AUTH_TOKEN": "t0ken-xyz",
+                "SMS_ADAPTER_BOTS": "no.such.module:router",
+            },
+            "SMS_ADAPTER_BOTS",
+        ),
+        (
+            {
+                "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+                "TWILIO_AUTH_TOKEN": "t0ken-xyz",
+                "SMS_ADAPTER_RATE_LIMIT": "fast",
+            },
+            "SMS_ADAPTER_RATE_LIMIT",
+        ),
+        (
+            {
+                "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+                "TWILIO_AUTH_TOKEN": "t0ken-xyz",
+                "SMS_ADAPTER_DATABASE": "/no/such/dir/db.sqlite3",
+            },
+            "SMS_ADAPTER_DATABASE",
+        ),
+        (
+            {
+                "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+                "TWILIO_AUTH_TOKEN": "t0ken-xyz",
+                "SMS_ADAPTER_PUBLIC_URL": "example.com",
+            },
+            "SMS_ADAPTER_PUBLIC_URL",
+        ),
+    ],
+)
+def test_serve_refuses_bad_configuration_naming_the_setting(
+    tmp_path: Path, extra_env: dict[str, str], named: str
+) -> None:
+    result = _run(["serve", "--port", "1"], _env(tmp_path, **extra_env))
+    assert result.returncode == 2
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "t0ken-xyz" not in result.stderr + result.stdout
+
+
+def test_dev_runs_prints_what_to_do_and_stops_on_sigterm(tmp_path: Path) -> None:
+    sock, base = bound_socket()
+    port = sock.getsockname()[1]
+    sock.close()  # dev binds the port itself
+    process = subprocess.Popen(
+        [*CLI, "dev", "--port", str(port)],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "dev did not become ready"
+            time.sleep(0.1)
+        answer = httpx.post(
+            f"{base}/_emulator/inbound", data={"From": "+15551234567", "Body": "hi"}, timeout=5
+        )
+        assert answer.json()["webhook_status"] == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=30)
+    # uvicorn re-raises the signal after a graceful shutdown, as a well-behaved service does.
+    assert process.returncode in (0, -signal.SIGTERM), stderr
+    assert "Application shutdown complete" in stderr
+    assert f"http://127.0.0.1:{port}" in stdout
+    assert "_emulator/inbound" in stdout
+    assert "Traceback" not in stderr
+
+
+def test_unknown_settings_are_reported(tmp_path: Path) -> None:
+    result = _run(["serve", "--port", "1"], _env(tmp_path, SMS_ADAPTER_RATE_LIMTI="10/s"))
+    assert "unknown setting SMS_ADAPTER_RATE_LIMTI" in result.stderr

@@ -1,0 +1,300 @@
+"""POST /api/sms and /api/sms/status as Twilio (and everyone else) calls them.
+
+Table-driven, like courier's handler tests: the raw form, how it is signed, the status
+expected, and whether it must reach the bot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+from twilio.request_validator import RequestValidator
+
+from adapter.app import create_app
+from adapter.settings import Settings
+from tests import recording_bot
+
+TOKEN = "webhook-test-token"
+SECONDARY = "webhook-second-token"
+PUBLIC = "https://bot.example.com"
+ACCOUNT = "AC" + "1" * 32
+
+
+def _form(sid_char: str = "a", **extra: str) -> dict[str, str]:
+    form = {
+        "MessageSid": "SM" + sid_char * 32,
+        "AccountSid": ACCOUNT,
+        "From": "+15551234567",
+        "To": "+15005550006",
+        "Body": "hello",
+        "NumMedia": "0",
+    }
+    form.update(extra)
+    return form
+
+
+def _signature(form: dict[str, str], token: str = TOKEN, url: str = f"{PUBLIC}/api/sms") -> str:
+    return str(RequestValidator(token).compute_signature(url, form))
+
+
+def _settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "account_sid": ACCOUNT,
+        "auth_token": TOKEN,
+        "auth_token_secondary": SECONDARY,
+        "public_url": PUBLIC,
+        "database": str(tmp_path / "db.sqlite3"),
+        "bots": "tests.recording_bot:router",
+        # Replies go nowhere reachable; these tests are about what comes in.
+        "twilio_base_url": "http://127.0.0.1:9",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    recording_bot.seen.clear()
+    with TestClient(create_app(_settings(tmp_path))) as test_client:
+        yield test_client
+
+
+def _wait_for_bot(count: int, timeout: float = 5.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while len(recording_bot.seen) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return list(recording_bot.seen)
+
+
+SIGNED = "signed"
+UNSIGNED = "unsigned"
+WRONG = "wrong"
+OTHER_URL = "other-url"
+
+CASES = [
+    # id, form, signing, content type, status, reaches bot
+    ("plain-sms", _form("a"), SIGNED, "application/x-www-form-urlencoded", 200, True),
+    ("secondary-token", _form("b"), "secondary", "application/x-www-form-urlencoded", 200, True),
+    (
+        "charset-param",
+        _form("c"),
+        SIGNED,
+        "application/x-www-form-urlencoded; charset=utf-8",
+        200,
+        True,
+    ),
+    ("unsigned", _form("d"), UNSIGNED, "application/x-www-form-urlencoded", 403, False),
+    ("wrong-token", _form("e"), WRONG, "application/x-www-form-urlencoded", 403, False),
+    (
+        "signed-for-another-url",
+        _form("f"),
+        OTHER_URL,
+        "application/x-www-form-urlencoded",
+        403,
+        False,
+    ),
+    ("json-body", _form("0"), SIGNED, "application/json", 415, False),
+    (
+        "no-message-sid",
+        {k: v for k, v in _form("1").items() if k != "MessageSid"},
+        SIGNED,
+        "application/x-www-form-urlencoded",
+        400,
+        False,
+    ),
+    (
+        "bad-num-media",
+        _form("2", NumMedia="lots"),
+        SIGNED,
+        "application/x-www-form-urlencoded",
+        400,
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("form", "signing", "content_type", "status", "reaches_bot"),
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
+)
+def test_webhook_table(
+    client: TestClient,
+    form: dict[str, str],
+    signing: str,
+    content_type: str,
+    status: int,
+    reaches_bot: bool,
+) -> None:
+    headers = {"Content-Type": content_type}
+    if signing == SIGNED:
+        headers["X-Twilio-Signature"] = _signature(form)
+    elif signing == "secondary":
+        headers["X-Twilio-Signature"] = _signature(form, SECONDARY)
+    elif signing == WRONG:
+        headers["X-Twilio-Signature"] = _signature(form, "not-the-token")
+    elif signing == OTHER_URL:
+        headers["X-Twilio-Signature"] = _signature(form, url="https://evil.example.com/api/sms")
+
+    response = client.post("/api/sms", content=urlencode(form), headers=headers)
+
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert response.headers["content-type"].startswith("text/xml")
+        assert response.text.endswith("<Response />")
+        assert _wait_for_bot(1) == [form["MessageSid"]]
+    else:
+        assert "Traceback" not in response.text
+        time.sleep(0.05)
+        assert recording_bot.seen == []
+
+
+def test_oversized_body_is_refused_unread(client: TestClient) -> None:
+    form = _form("3", Body="x" * (70 * 1024))
+    response = client.post(
+        "/api/sms",
+        content=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": _signature(form),
+        },
+    )
+    assert response.status_code == 413
+    assert recording_bot.seen == []
+
+
+def test_query_string_is_part_of_the_signed_url(client: TestClient) -> None:
+    form = _form("4")
+    url = f"{PUBLIC}/api/sms?bot=sales&x=%2B1"
+    response = client.post(
+        "/api/sms?bot=sales&x=%2B1",
+        content=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": _signature(form, url=url),
+        },
+    )
+    assert response.status_code == 200
+    assert _wait_for_bot(1) == [form["MessageSid"]]
+
+
+def test_repeated_delivery_is_acknowledged_and_handled_once(client: TestClient) -> None:
+    form = _form("5")
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": _signature(form),
+    }
+    for _ in range(3):
+        assert client.post("/api/sms", content=urlencode(form), headers=headers).status_code == 200
+    assert _wait_for_bot(1) == [form["MessageSid"]]
+    time.sleep(0.1)
+    assert recording_bot.seen == [form["MessageSid"]]
+
+
+def test_validation_off_accepts_unsigned_but_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recording_bot.seen.clear()
+    with caplog.at_level("WARNING"):
+        app = create_app(_settings(tmp_path, validate_signatures=False))
+    assert "SMS_ADAPTER_VALIDATE_SIGNATURES is off" in caplog.text
+    with TestClient(app) as client:
+        form = _form("6")
+        response = client.post(
+            "/api/sms",
+            content=urlencode(form),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert response.status_code == 200
+        assert _wait_for_bot(1) == [form["MessageSid"]]
+
+
+def test_rejections_are_logged_with_the_reason_and_no_secret(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    form = _form("7")
+    with caplog.at_level("INFO"):
+        client.post(
+            "/api/sms",
+            content=urlencode(form),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Twilio-Signature": _signature(form, "not-the-token"),
+            },
+        )
+    assert "signature does not match" in caplog.text
+    for secret in (TOKEN, SECONDARY, _signature(form)):
+        assert secret not in caplog.text
+
+
+def test_status_callback_needs_a_signature(client: TestClient) -> None:
+    form = {"MessageSid": "SM" + "8" * 32, "MessageStatus": "delivered"}
+    unsigned = client.post(
+        "/api/sms/status",
+        content=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert unsigned.status_code == 403
+    signed = client.post(
+        "/api/sms/status",
+        content=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": _signature(form, url=f"{PUBLIC}/api/sms/status"),
+        },
+    )
+    assert signed.status_code == 200  # a SID we never sent is acknowledged and ignored
+
+
+# --- property: whatever arrives, never a 5xx and never a bot call without a signature ---
+
+_names = st.sampled_from(
+    ["MessageSid", "AccountSid", "From", "To", "Body", "NumMedia", "MediaUrl0", "NumSegments"]
+) | st.text(max_size=12)
+_forms = st.lists(st.tuples(_names, st.text(max_size=40)), max_size=12)
+_bodies = st.one_of(
+    _forms.map(lambda pairs: urlencode(pairs).encode()),
+    st.binary(max_size=300),
+)
+_content_types = st.sampled_from(
+    [
+        "application/x-www-form-urlencoded",
+        "application/x-www-form-urlencoded; charset=latin-1",
+        "application/json",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+        "",
+    ]
+)
+_signatures = st.one_of(
+    st.none(), st.text(max_size=40), st.binary(max_size=30).map(lambda b: b.hex())
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=_bodies,
+    content_type=_content_types,
+    signature=_signatures,
+    extra_header=st.text(max_size=20),
+)
+def test_random_requests_never_5xx_and_never_reach_a_bot(
+    client: TestClient, body: bytes, content_type: str, signature: str | None, extra_header: str
+) -> None:
+    headers = {"Content-Type": content_type}
+    if signature is not None and signature.isprintable() and signature.isascii():
+        headers["X-Twilio-Signature"] = signature
+    if extra_header.isascii() and extra_header.isprintable():
+        headers["X-Twilio-Webhooks-Signature-Settings"] = extra_header
+    response = client.post("/api/sms", content=body, headers=headers)
+    assert response.status_code < 500
+    assert response.status_code != 200
+    assert recording_bot.seen == []

@@ -1,0 +1,277 @@
+"""Twilio's raw webhook forms → typed inbound message and activity (parsing only).
+
+The HTTP side (status codes, signatures, storing) is in tests/test_webhooks.py.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from adapter.activity import Activity
+from adapter.twilio.webhook import (
+    EMPTY_TWIML,
+    WebhookFormError,
+    parse_form,
+    parse_inbound,
+    parse_status_callback,
+)
+
+ACCOUNT = "AC" + "1" * 32
+SMS_SID = "SM" + "a" * 32
+MMS_SID = "MM" + "b" * 32
+
+PLAIN_SMS = [
+    ("ToCountry", "US"),
+    ("ToState", "CA"),
+    ("SmsMessageSid", SMS_SID),
+    ("NumMedia", "0"),
+    ("ToCity", "SAN FRANCISCO"),
+    ("FromZip", "94105"),
+    ("SmsSid", SMS_SID),
+    ("FromState", "CA"),
+    ("SmsStatus", "received"),
+    ("FromCity", "SAN FRANCISCO"),
+    ("Body", "Hello there"),
+    ("FromCountry", "US"),
+    ("To", "+15005550006"),
+    ("ToZip", "94105"),
+    ("NumSegments", "1"),
+    ("MessageSid", SMS_SID),
+    ("AccountSid", ACCOUNT),
+    ("From", "+15551234567"),
+    ("ApiVersion", "2010-04-01"),
+]
+MMS_TWO_MEDIA = [
+    ("MessageSid", MMS_SID),
+    ("AccountSid", ACCOUNT),
+    ("From", "+15551234567"),
+    ("To", "+15005550006"),
+    ("Body", ""),
+    ("NumMedia", "2"),
+    ("NumSegments", "1"),
+    ("MediaUrl0", "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME1"),
+    ("MediaContentType0", "image/jpeg"),
+    ("MediaUrl1", "https://api.twilio.com/2010-04-01/Accounts/AC/Messages/MM/Media/ME2"),
+    ("MediaContentType1", "video/mp4"),
+]
+STOP = [
+    ("MessageSid", SMS_SID),
+    ("AccountSid", ACCOUNT),
+    ("From", "+15551234567"),
+    ("To", "+15005550006"),
+    ("Body", "STOP"),
+    ("NumMedia", "0"),
+    ("OptOutType", "STOP"),
+    ("MessagingServiceSid", "MG" + "c" * 32),
+]
+WHATSAPP = [
+    ("MessageSid", SMS_SID),
+    ("AccountSid", ACCOUNT),
+    ("From", "whatsapp:+14155238886"),
+    ("To", "whatsapp:+15005550006"),
+    ("Body", "¡Hola! 👋"),
+    ("NumMedia", "0"),
+    ("ProfileName", "Ana"),
+    ("WaId", "14155238886"),
+    ("SomethingTwilioAddedLater", "x"),
+]
+
+
+@pytest.mark.parametrize(
+    ("form", "expected"),
+    [
+        pytest.param(
+            PLAIN_SMS,
+            {
+                "from_": "+15551234567",
+                "to": "+15005550006",
+                "body": "Hello there",
+                "num_media": 0,
+                "from_city": "SAN FRANCISCO",
+                "to_zip": "94105",
+                "attachments": [],
+                "opt_out": None,
+                "name": None,
+            },
+            id="plain-sms",
+        ),
+        pytest.param(
+            MMS_TWO_MEDIA,
+            {
+                "from_": "+15551234567",
+                "to": "+15005550006",
+                "body": "",
+                "num_media": 2,
+                "from_city": None,
+                "to_zip": None,
+                "attachments": [
+                    {"contentType": "image/jpeg", "contentUrl": MMS_TWO_MEDIA[7][1]},
+                    {"contentType": "video/mp4", "contentUrl": MMS_TWO_MEDIA[9][1]},
+                ],
+                "opt_out": None,
+                "name": None,
+            },
+            id="mms-two-media",
+        ),
+        pytest.param(
+            STOP,
+            {
+                "from_": "+15551234567",
+                "to": "+15005550006",
+                "body": "STOP",
+                "num_media": 0,
+                "from_city": None,
+                "to_zip": None,
+                "attachments": [],
+                "opt_out": "STOP",
+                "name": None,
+            },
+            id="stop",
+        ),
+        pytest.param(
+            WHATSAPP,
+            {
+                "from_": "whatsapp:+14155238886",
+                "to": "whatsapp:+15005550006",
+                "body": "¡Hola! 👋",
+                "num_media": 0,
+                "from_city": None,
+                "to_zip": None,
+                "attachments": [],
+                "opt_out": None,
+                "name": "Ana",
+            },
+            id="whatsapp",
+        ),
+    ],
+)
+def test_webhook_form_becomes_message_and_activity(
+    form: list[tuple[str, str]], expected: dict
+) -> None:
+    message = parse_inbound(parse_form(urlencode(form).encode()))
+    activity = Activity.from_inbound(message).to_json()
+
+    assert message.from_ == expected["from_"]
+    assert message.to == expected["to"]
+    assert message.num_media == expected["num_media"]
+    assert message.from_place.city == expected["from_city"]
+    assert message.to_place.zip == expected["to_zip"]
+    assert message.opt_out_type == expected["opt_out"]
+    # Microsoft's SMS channel id scheme.
+    assert activity["type"] == "message"
+    assert activity["id"] == dict(form)["MessageSid"]
+    assert activity["channelId"] == "sms"
+    assert activity["from"] == (
+        {"id": expected["from_"]} | ({"name": expected["name"]} if expected["name"] else {})
+    )
+    assert activity["recipient"] == {"id": expected["to"]}
+    assert activity["conversation"] == {"id": expected["from_"]}
+    assert activity["text"] == expected["body"]
+    assert activity["attachments"] == expected["attachments"]
+    assert activity["channelData"] == dict(form)  # the raw form, unknown fields included
+    assert activity["timestamp"].endswith("Z")
+
+
+def test_message_survives_json_round_trip() -> None:
+    from adapter.messages import InboundMessage
+
+    message = parse_inbound(parse_form(urlencode(MMS_TWO_MEDIA).encode()))
+    assert InboundMessage.from_json(message.to_json()) == message
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        pytest.param(
+            [("AccountSid", ACCOUNT), ("From", "+1555"), ("To", "+1555")],
+            "missing MessageSid",
+            id="no-sid",
+        ),
+        pytest.param(
+            [("MessageSid", "XX123"), ("AccountSid", ACCOUNT), ("From", "+1"), ("To", "+1")],
+            "MessageSid is not a Twilio SID",
+            id="bad-sid",
+        ),
+        pytest.param(
+            [("MessageSid", SMS_SID), ("From", "+1"), ("To", "+1")],
+            "missing AccountSid",
+            id="no-account",
+        ),
+        pytest.param(
+            [("MessageSid", SMS_SID), ("AccountSid", ACCOUNT), ("To", "+1")],
+            "missing From",
+            id="no-from",
+        ),
+        pytest.param(
+            [("MessageSid", SMS_SID), ("AccountSid", ACCOUNT), ("From", "+1")],
+            "missing To",
+            id="no-to",
+        ),
+        pytest.param(
+            [
+                ("MessageSid", SMS_SID),
+                ("AccountSid", ACCOUNT),
+                ("From", "+1"),
+                ("To", "+1"),
+                ("NumMedia", "x"),
+            ],
+            "NumMedia is not a count",
+            id="bad-num-media",
+        ),
+        pytest.param(
+            [
+                ("MessageSid", SMS_SID),
+                ("AccountSid", ACCOUNT),
+                ("From", "+1"),
+                ("To", "+1"),
+                ("NumMedia", "11"),
+            ],
+            "NumMedia is not a count",
+            id="too-many-media",
+        ),
+        pytest.param(
+            [
+                ("MessageSid", SMS_SID),
+                ("AccountSid", ACCOUNT),
+                ("From", "+1"),
+                ("To", "+1"),
+                ("NumMedia", "1"),
+            ],
+            "missing MediaUrl0",
+            id="media-url-missing",
+        ),
+    ],
+)
+def test_forms_that_are_not_twilio_webhooks_are_refused(
+    form: list[tuple[str, str]], error: str
+) -> None:
+    with pytest.raises(WebhookFormError, match=error):
+        parse_inbound(form)
+
+
+def test_non_utf8_body_is_refused() -> None:
+    with pytest.raises(WebhookFormError, match="not UTF-8"):
+        parse_form(b"Body=\xff\xfe")
+
+
+def test_empty_twiml_is_an_empty_response() -> None:
+    assert EMPTY_TWIML.decode().endswith("<Response />")
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "code"),
+    [
+        ([("MessageSid", SMS_SID), ("MessageStatus", "delivered")], "delivered", None),
+        ([("MessageSid", SMS_SID), ("SmsStatus", "sent")], "sent", None),
+        (
+            [("MessageSid", SMS_SID), ("MessageStatus", "undelivered"), ("ErrorCode", "30007")],
+            "undelivered",
+            30007,
+        ),
+    ],
+)
+def test_status_callback_form(form: list[tuple[str, str]], status: str, code: int | None) -> None:
+    update = parse_status_callback(form)
+    assert (update.message_sid, update.status, update.error_code) == (SMS_SID, status, code)
