@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 # Twilio's message statuses in the order a message moves through them. A status may
@@ -35,6 +35,8 @@ STATUS_RANK: dict[str, int] = {
     "read": 6,
 }
 FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "received"})
+# How long after sending a message's status is still worth asking Twilio about.
+STATUS_WATCH_WINDOW = timedelta(days=3)
 
 
 class StoreError(Exception):
@@ -89,6 +91,22 @@ class OutboundRecord:
     error_code: int | None
     error_message: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One message of a conversation as Twilio knows it (cached for history)."""
+
+    sid: str
+    conversation: str
+    direction: str  # "inbound" or "outbound"
+    status: str | None
+    error_code: int | None
+    body: str
+    num_media: int
+    num_segments: int
+    at: datetime  # date_sent, or date_created while not yet sent: the order of a transcript
+    payload: dict[str, Any]  # the rest of Twilio's view (from, to, media, dates...)
 
 
 @dataclass(frozen=True)
@@ -232,5 +250,42 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
-        """Sent rows whose last status is not final and was set before `older_than`:
-        candidates for a refresh with Get Message."""
+        """Sent rows whose last status is not final and was set (or confirmed: an
+        update with the same status counts) before `older_than`, created within the
+        last STATUS_WATCH_WINDOW: candidates for a refresh with Get Message. Older rows
+        are left alone: Twilio stops updating a message's status after a few days."""
+
+    # --- opt-out -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def set_opted_out(self, ours: str, person: str, opted_out: bool, reason: str) -> None:
+        """Record that `person` opted out of (or back into) texts from `ours` (a number
+        or a Messaging Service SID). `reason`: the keyword, or e.g. "error 21610"."""
+
+    @abc.abstractmethod
+    async def is_opted_out(self, ours: str, person: str) -> bool: ...
+
+    # --- conversation history cache ------------------------------------------------
+
+    @abc.abstractmethod
+    async def save_history(self, entries: list[HistoryEntry]) -> None:
+        """Insert or update entries by SID. An entry's status only moves forward (as in
+        update_status); its other fields take the newest values."""
+
+    @abc.abstractmethod
+    async def read_history(
+        self, conversation: str, *, limit: int, before: datetime | None = None
+    ) -> list[HistoryEntry]:
+        """The latest `limit` entries of `conversation` whose `at` is strictly before
+        `before` (if given), returned oldest first; ties broken by SID."""
+
+    @abc.abstractmethod
+    async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
+        """Entries of `conversation` whose status is not final, oldest first."""
+
+    @abc.abstractmethod
+    async def history_synced_through(self, conversation: str) -> datetime | None:
+        """What set_history_synced_through last recorded for `conversation`, or None."""
+
+    @abc.abstractmethod
+    async def set_history_synced_through(self, conversation: str, moment: datetime) -> None: ...

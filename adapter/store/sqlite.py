@@ -36,6 +36,8 @@ from typing import Any, Generic, TypeVar
 from adapter.store.base import (
     FINAL_STATUSES,
     STATUS_RANK,
+    STATUS_WATCH_WINDOW,
+    HistoryEntry,
     InboundJob,
     OutboundJob,
     OutboundRecord,
@@ -110,6 +112,39 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             conversation TEXT PRIMARY KEY,
             state        TEXT NOT NULL,
             updated_at   REAL NOT NULL
+        )
+        """,
+    ),
+    (
+        """
+        CREATE TABLE opt_out (
+            ours       TEXT NOT NULL,
+            person     TEXT NOT NULL,
+            opted_out  INTEGER NOT NULL,
+            reason     TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (ours, person)
+        )
+        """,
+        """
+        CREATE TABLE history (
+            sid          TEXT PRIMARY KEY,
+            conversation TEXT NOT NULL,
+            direction    TEXT NOT NULL,
+            status       TEXT,
+            error_code   INTEGER,
+            body         TEXT NOT NULL,
+            num_media    INTEGER NOT NULL,
+            num_segments INTEGER NOT NULL,
+            at           REAL NOT NULL,
+            payload      TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX history_by_time ON history (conversation, at, sid)",
+        """
+        CREATE TABLE history_sync (
+            conversation   TEXT PRIMARY KEY,
+            synced_through REAL NOT NULL
         )
         """,
     ),
@@ -408,7 +443,13 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is None:
                 return None
-            if _moves_forward(row["twilio_status"], status):
+            if row["twilio_status"] == status:
+                # A refresh confirming the status: ask again only after another wait.
+                db.execute(
+                    "UPDATE outbound SET status_updated_at = ? WHERE id = ?",
+                    (time.time(), row["id"]),
+                )
+            elif _moves_forward(row["twilio_status"], status):
                 db.execute(
                     """
                     UPDATE outbound
@@ -432,13 +473,147 @@ class SQLiteStore(Store):
                 f"""
                 SELECT {RECORD_COLUMNS} FROM outbound
                 WHERE state = 'sent' AND status_is_final = 0 AND status_updated_at < ?
+                  AND created_at >= ?
                 ORDER BY status_updated_at, id LIMIT ?
                 """,
-                (before, limit),
+                (before, time.time() - STATUS_WATCH_WINDOW.total_seconds(), limit),
             ).fetchall()
             return [_outbound_record(row) for row in rows]
 
         return await self._writer.run(unfinished)
+
+    # --- opt-out -----------------------------------------------------------------
+
+    async def set_opted_out(self, ours: str, person: str, opted_out: bool, reason: str) -> None:
+        def save(db: sqlite3.Connection) -> None:
+            db.execute(
+                """
+                INSERT INTO opt_out (ours, person, opted_out, reason, updated_at)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (ours, person) DO UPDATE SET
+                    opted_out = excluded.opted_out,
+                    reason = excluded.reason,
+                    updated_at = excluded.updated_at
+                """,
+                (ours, person, int(opted_out), reason, time.time()),
+            )
+
+        await self._writer.run(save)
+
+    async def is_opted_out(self, ours: str, person: str) -> bool:
+        def read(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT opted_out FROM opt_out WHERE ours = ? AND person = ?", (ours, person)
+            ).fetchone()
+            return bool(row is not None and row["opted_out"])
+
+        return await self._writer.run(read)
+
+    # --- conversation history cache ------------------------------------------------
+
+    async def save_history(self, entries: list[HistoryEntry]) -> None:
+        rows = [
+            (
+                e.sid,
+                e.conversation,
+                e.direction,
+                e.status,
+                e.error_code,
+                e.body,
+                e.num_media,
+                e.num_segments,
+                _to_epoch(e.at),
+                _encode(e.payload),
+            )
+            for e in entries
+        ]
+        if not rows:
+            return
+
+        def save(db: sqlite3.Connection) -> None:
+            for row in rows:
+                current = db.execute(
+                    "SELECT status FROM history WHERE sid = ?", (row[0],)
+                ).fetchone()
+                status = row[3]
+                if current is not None and status is not None and current["status"] is not None:
+                    if not _moves_forward(current["status"], status):
+                        status = current["status"]
+                db.execute(
+                    """
+                    INSERT INTO history (sid, conversation, direction, status, error_code, body,
+                                         num_media, num_segments, at, payload)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (sid) DO UPDATE SET
+                        conversation = excluded.conversation, direction = excluded.direction,
+                        status = excluded.status, error_code = coalesce(excluded.error_code, error_code),
+                        body = excluded.body, num_media = excluded.num_media,
+                        num_segments = excluded.num_segments, at = excluded.at,
+                        payload = excluded.payload
+                    """,
+                    (*row[:3], status, *row[4:]),
+                )
+
+        await self._writer.run(save)
+
+    async def read_history(
+        self, conversation: str, *, limit: int, before: datetime | None = None
+    ) -> list[HistoryEntry]:
+        if limit <= 0:
+            return []
+        until = float("inf") if before is None else _to_epoch(before)
+
+        def read(db: sqlite3.Connection) -> list[HistoryEntry]:
+            rows = db.execute(
+                """
+                SELECT * FROM history WHERE conversation = ? AND at < ?
+                ORDER BY at DESC, sid DESC LIMIT ?
+                """,
+                (conversation, until, limit),
+            ).fetchall()
+            return [_history_entry(row) for row in reversed(rows)]
+
+        return await self._writer.run(read)
+
+    async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
+        finals = tuple(FINAL_STATUSES)
+
+        def read(db: sqlite3.Connection) -> list[HistoryEntry]:
+            marks = ", ".join("?" for _ in finals)
+            rows = db.execute(
+                f"""
+                SELECT * FROM history
+                WHERE conversation = ? AND (status IS NULL OR status NOT IN ({marks}))
+                ORDER BY at, sid LIMIT ?
+                """,
+                (conversation, *finals, limit),
+            ).fetchall()
+            return [_history_entry(row) for row in rows]
+
+        return await self._writer.run(read)
+
+    async def history_synced_through(self, conversation: str) -> datetime | None:
+        def read(db: sqlite3.Connection) -> datetime | None:
+            row = db.execute(
+                "SELECT synced_through FROM history_sync WHERE conversation = ?", (conversation,)
+            ).fetchone()
+            return None if row is None else _from_epoch(row["synced_through"])
+
+        return await self._writer.run(read)
+
+    async def set_history_synced_through(self, conversation: str, moment: datetime) -> None:
+        at = _to_epoch(moment)
+
+        def save(db: sqlite3.Connection) -> None:
+            db.execute(
+                """
+                INSERT INTO history_sync (conversation, synced_through) VALUES (?, ?)
+                ON CONFLICT (conversation) DO UPDATE SET synced_through = excluded.synced_through
+                """,
+                (conversation, at),
+            )
+
+        await self._writer.run(save)
 
     # --- plumbing ----------------------------------------------------------------
 
@@ -764,6 +939,21 @@ def _outbound_job(row: sqlite3.Row) -> OutboundJob:
         created_at=_from_epoch(row["created_at"]),
         attempts=row["attempts"],
         in_doubt_since=_to_datetime(row["in_doubt_since"]),
+    )
+
+
+def _history_entry(row: sqlite3.Row) -> HistoryEntry:
+    return HistoryEntry(
+        sid=row["sid"],
+        conversation=row["conversation"],
+        direction=row["direction"],
+        status=row["status"],
+        error_code=row["error_code"],
+        body=row["body"],
+        num_media=row["num_media"],
+        num_segments=row["num_segments"],
+        at=_from_epoch(row["at"]),
+        payload=_decode(row["payload"]),
     )
 
 
