@@ -16,6 +16,10 @@ logger = logging.getLogger("adapter.delivery")
 
 Job = TypeVar("Job")
 
+# Small against the latency budget (a reply within tens of milliseconds), large
+# against a store round trip.
+CLAIM_INTERVAL = 0.002
+
 
 class ClaimLoop(Generic[Job]):
     def __init__(
@@ -39,6 +43,7 @@ class ClaimLoop(Generic[Job]):
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._slot_freed = asyncio.Event()
+        self._last_claim = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -52,9 +57,13 @@ class ClaimLoop(Generic[Job]):
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before the free slots are counted, not after the claim: a job that
+            # ends while the claim is under way must still wake the wait for a slot.
+            self._slot_freed.clear()
             free = self._concurrency - len(self._running)
             jobs: list[Job] = []
             if free > 0:
+                await self._pace()
                 self._wakeup.clear()
                 try:
                     jobs = await self._claim(free)
@@ -71,10 +80,19 @@ class ClaimLoop(Generic[Job]):
                 break
             if jobs and len(jobs) == free:
                 # Claimed all we could: claim again as soon as a slot frees up.
-                self._slot_freed.clear()
                 await self._wait(self._slot_freed)
             elif not jobs:
                 await self._wait(self._wakeup)
+
+    async def _pace(self) -> None:
+        """Claim at most once per CLAIM_INTERVAL. Under load every webhook and every
+        finished job wakes the loop; claiming on each wake-up would cost a store round
+        trip per text, while waiting a moment lets one claim pick up a batch."""
+        loop = asyncio.get_running_loop()
+        wait = self._last_claim + CLAIM_INTERVAL - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_claim = loop.time()
 
     async def _wait(self, event: asyncio.Event) -> None:
         try:
