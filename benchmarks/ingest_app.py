@@ -1,0 +1,32 @@
+"""The adapter as `serve` builds it, plus a bare endpoint answering the same TwiML.
+
+Both live in one server process, so the ingest benchmark compares them on equal terms:
+`uvicorn --factory benchmarks.ingest_app:build`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from adapter.app import build_channel, create_app
+from adapter.settings import load_settings
+from adapter.twilio.webhook import EMPTY_TWIML
+
+
+async def bare(request: Request) -> Response:
+    await request.body()
+    return Response(EMPTY_TWIML, media_type="text/xml")
+
+
+def build() -> Starlette:
+    settings, _ = load_settings(os.environ)
+    return create_app(
+        settings,
+        channel=build_channel(settings),
+        extra_routes=[Route("/bare", bare, methods=["POST"])],
+    )
