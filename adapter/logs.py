@@ -1,0 +1,214 @@
+"""Logging for the whole process, configured in one place: one line per event.
+
+`configure_logging(settings)` sends every record (ours, uvicorn's, libraries') through
+one handler on the root logger: human-readable text, or one JSON object per line with
+`SMS_ADAPTER_LOG_FORMAT=json`. Lines about a message carry its `message_sid` and
+`conversation` as fields (`extra=message_fields(...)`), so one grep finds its story.
+
+Before a record is written, `Redactor` replaces every configured secret (and the forms
+a secret travels in: URL-encoded, inside a Basic auth header) wherever it appears: the
+message, its arguments, the fields, the traceback. Code is written never to log a
+secret; this is the last line of defence for what slips through (a bot's exception
+quoting its environment, a URL pasted into an error). With
+`SMS_ADAPTER_LOG_MASK_NUMBERS=true` it also masks phone numbers: +1555***4567.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+from urllib.parse import quote, urlsplit
+
+from adapter.settings import Settings
+
+REDACTED = "[redacted]"
+
+# The attributes every LogRecord has; anything else on a record came through `extra=`.
+_STANDARD_ATTRIBUTES = frozenset(
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
+) | {"message", "asctime", "taskName"}
+# Extras that only repeat the message in another dress (uvicorn's coloured variant).
+_IGNORED_EXTRAS = frozenset({"color_message"})
+
+# An E.164 number (optionally percent-encoded, as in a logged query string): the country
+# code and area stay readable, the last four digits tell numbers apart, the rest is hidden.
+_PHONE_NUMBER = re.compile(r"(\+|%2[Bb])(\d{4})(\d{1,7})(\d{4})(?!\d)")
+
+# Marks the handler this module installs, so configuring twice replaces it.
+_OURS = "_sms_adapter_handler"
+
+
+def message_fields(
+    message_sid: str | None = None, conversation: object | None = None, **more: object
+) -> dict[str, object]:
+    """`extra=` for a log line about a message: its SID and conversation as fields."""
+    fields: dict[str, object] = {}
+    if message_sid is not None:
+        fields["message_sid"] = message_sid
+    if conversation is not None:
+        fields["conversation"] = str(conversation)
+    fields.update({name: value for name, value in more.items() if value is not None})
+    return fields
+
+
+def secret_forms(settings: Settings) -> list[str]:
+    """Every configured secret, in each form it can take in a log line: as is,
+    URL-encoded, and inside the Basic auth header that carries it to Twilio."""
+    secrets = settings.secrets()
+    # A database URL's password is a secret too, though the setting as a whole is not.
+    try:
+        database_password = urlsplit(settings.database).password
+    except ValueError:  # not a URL at all: a file name, however odd
+        database_password = None
+    if database_password:
+        secrets.append(database_password)
+    forms = set(secrets)
+    forms.update(quote(secret, safe="") for secret in secrets)
+    pairs = [(settings.account_sid, settings.auth_token), (settings.api_key, settings.api_secret)]
+    for username, password in pairs:
+        if username and password:
+            forms.add(base64.b64encode(f"{username}:{password}".encode()).decode("ascii"))
+    # Longest first: a secret containing another is replaced whole.
+    return sorted((form for form in forms if form), key=len, reverse=True)
+
+
+def mask_numbers(text: str) -> str:
+    return _PHONE_NUMBER.sub(lambda m: f"{m[1]}{m[2]}***{m[4]}", text)
+
+
+class Redactor(logging.Filter):
+    """Cleans each record in place before any handler formats it: the rendered message
+    replaces `msg` and `args`, the traceback is rendered into `exc_text` and cleaned."""
+
+    def __init__(self, secrets: Iterable[str], *, mask_numbers: bool = False) -> None:
+        super().__init__()
+        self._secrets = [secret for secret in secrets if secret]
+        self._mask_numbers = mask_numbers
+        self._formatter = logging.Formatter()
+
+    def clean(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return mask_numbers(text) if self._mask_numbers else text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self.clean(_rendered_message(record))
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.clean(record.stack_info)
+        for name, value in extra_fields(record).items():
+            if not isinstance(value, int | float | bool) and value is not None:
+                setattr(record, name, self.clean(str(value)))
+        return True
+
+
+def _rendered_message(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except Exception:
+        # A bad format string must not take the log call (and its caller) down with it.
+        return f"{record.msg!s} {record.args!r}"
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in vars(record).items()
+        if name not in _STANDARD_ATTRIBUTES
+        and name not in _IGNORED_EXTRAS
+        and not name.startswith("_")
+    }
+
+
+class TextFormatter(logging.Formatter):
+    """`2024-05-01 12:00:00,123 INFO    adapter.webhook: text SM… accepted [message_sid=SM…]`"""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        fields = extra_fields(record)
+        if fields:
+            line += " [" + " ".join(f"{name}={value}" for name, value in fields.items()) + "]"
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the fields, and the
+    traceback (`exception`) as one string, so a multi-line traceback stays one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in extra_fields(record).items():
+            line.setdefault(name, value)  # a field never hides the line's own keys
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+def build_handler(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    formatter = JsonFormatter() if settings.log_format == "json" else TextFormatter()
+    handler.setFormatter(formatter)
+    handler.addFilter(Redactor(secret_forms(settings), mask_numbers=settings.log_mask_numbers))
+    return handler
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """Route every logger in the process through one redacting handler on the root.
+
+    uvicorn's loggers lose their own handlers and propagate here, so their lines follow
+    the same format and redaction (run uvicorn with `log_config=None` so it does not
+    install its own again). Calling this again replaces the handler it installed.
+    """
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, _OURS, False):
+            root.removeHandler(existing)
+            existing.close()
+    handler = build_handler(settings, stream)
+    setattr(handler, _OURS, True)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+        # The root's level rules until uvicorn (started after this) sets its own.
+        uvicorn_logger.setLevel(logging.NOTSET)
+    # httpx logs every request at INFO, doubling the adapter's own line about each send.
+    logging.getLogger("httpx").setLevel(
+        logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    )
+    return handler
+
+
+__all__ = [
+    "JsonFormatter",
+    "Redactor",
+    "TextFormatter",
+    "configure_logging",
+    "mask_numbers",
+    "message_fields",
+    "secret_forms",
+]
