@@ -1,0 +1,42 @@
+"""Who may use the console: anyone in dev mode (the emulator beside it is just as open),
+elsewhere only the holder of `SMS_ADAPTER_ADMIN_TOKEN`.
+
+The token comes as a bearer header, or as `?token=` where a header cannot be set (a link
+opened in a browser, an EventSource). The page keeps it in memory and never gets it
+back from the server; the log's redactor hides it in access log lines.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from adapter.app import Channel
+
+
+def denied(request: Request) -> Response | None:
+    """None when the request may go on, else the answer: 404 when the console is off
+    (not dev mode, no admin token), 401 for a missing or wrong token."""
+    channel: Channel = request.app.state.channel
+    if channel.settings.dev_mode:
+        return None
+    token = channel.settings.admin_token
+    if not token:
+        return Response(status_code=404)
+    scheme, _, from_header = request.headers.get("authorization", "").partition(" ")
+    presented = from_header.strip() if scheme.lower() == "bearer" else ""
+    presented = presented or request.query_params.get("token", "")
+    if presented and hmac.compare_digest(presented.encode(), token.encode()):
+        return None
+    return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+
+def console_enabled(request: Request) -> bool:
+    """Whether the console exists here at all (its static files are public where it does:
+    they hold no data, and a page cannot put a header on a <script> request)."""
+    channel: Channel = request.app.state.channel
+    return channel.settings.dev_mode or bool(channel.settings.admin_token)
