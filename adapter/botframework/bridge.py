@@ -1,0 +1,441 @@
+"""The bridge between the SMS channel and Bot Framework bots: both halves of a turn.
+
+    text ─▶ dispatcher ─▶ run_turn: record the conversation, POST the activity to the bot
+                                      (serviceUrl = our connector path for that bot)
+    bot ─▶ connector ─▶ send / create_conversation: look the conversation up in our
+                        records, render it for SMS, put it in the outbox ─▶ sender
+
+The bot's replies arrive while its POST is still open; they are separate requests, so
+the two halves run side by side.
+
+A post that fails (the bot is down, times out, answers 5xx/429) raises `RetryLater`: the
+dispatcher hands the text back to the store to be run again after a backoff, holding back
+that conversation's later texts so they still reach the bot in order. A post is not made
+again once the bot has answered the text (its reply reached the connector before the
+failure): retrying then would text the person the answer twice. After the send retry
+budget (SMS_ADAPTER_SEND_MAX_AGE, or 20 attempts) the text is given up on and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from adapter.botframework.bot_client import BotClient, Delivered, Refused
+from adapter.botframework.connector_path import connector_secret, service_url
+from adapter.botframework.endpoint import BotEndpoint
+from adapter.botframework.errors import ConnectorError, bad_request, not_found, unauthorized
+from adapter.botframework.jwt_verify import (
+    InvalidToken,
+    KeysUnavailable,
+    TokenVerifier,
+    crypto_available,
+)
+from adapter.botframework.log_redaction import ReplaceInLogs
+from adapter.botframework.records import ConversationRecord, ConversationRecords
+from adapter.botframework.remote_bot import RemoteBotRouter
+from adapter.botframework.render import render_message
+from adapter.botframework.tokens import TokenSource
+from adapter.bots import RouteTable
+from adapter.context import Context, RetryLater
+from adapter.delivery.retry import GiveUp, RetryPolicy, parse_duration
+from adapter.messages import OutboundMessage
+from adapter.settings import ConfigError, Settings
+from adapter.store.base import ReplyDraft, Store
+
+logger = logging.getLogger("adapter.botframework")
+
+MAX_POST_ATTEMPTS = 20
+CONNECT_TIMEOUT = 5.0
+# Activities a channel takes and drops: SMS has no typing indicator, no events.
+_DROPPED_TYPES = frozenset({"typing", "event", "trace", "endOfConversation"})
+_SERVICE_SID = re.compile(r"MG[0-9a-f]{32}")
+
+
+class BotRefusedText(Exception):
+    """The bot answered 4xx to a text: posting it again would be refused again."""
+
+
+class BotUnavailable(Exception):
+    """The bot could not take a text within the retry budget; the text is given up on."""
+
+
+@dataclass(frozen=True)
+class RemoteBot:
+    router: RemoteBotRouter
+    auth: str  # "none" | "jwt"
+    secret: str = ""
+    service_url: str = ""
+
+    @property
+    def endpoint(self) -> BotEndpoint:
+        return self.router.endpoint
+
+    @property
+    def id(self) -> str:
+        return self.endpoint.bot_id
+
+
+class BotFrameworkBridge:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        routes: RouteTable,
+        *,
+        on_enqueued: Callable[[], None],
+        http: httpx.AsyncClient | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._routes = routes
+        self._on_enqueued = on_enqueued
+        self._records = ConversationRecords(store)
+        self._bots = _bind_bots(settings, routes, self)
+        self._by_router = {id(bot.router): bot for bot in self._bots.values()}
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.botframework_timeout, connect=CONNECT_TIMEOUT)
+        )
+        self._owns_http = http is None
+        self._timeout = settings.botframework_timeout
+        tokens: TokenSource | None = None
+        self._verifier: TokenVerifier | None = None
+        if any(bot.auth == "jwt" for bot in self._bots.values()):
+            tokens, self._verifier = _jwt_parts(settings, self._http)
+        self._client = BotClient(self._http, tokens)
+        self._log_filter = ReplaceInLogs(
+            {bot.secret: "<secret>" for bot in self._bots.values()}
+            | {bot.endpoint.url: bot.endpoint.shown for bot in self._bots.values()}
+        )
+        if self._bots:
+            self._log_filter.install()
+        self._policy = policy or RetryPolicy(
+            max_attempts=MAX_POST_ATTEMPTS,
+            max_age=_send_max_age(settings),
+            base_delay=0.5,
+            max_delay=300.0,
+        )
+
+    @property
+    def bots(self) -> tuple[RemoteBot, ...]:
+        return tuple(self._bots.values())
+
+    async def aclose(self) -> None:
+        self._log_filter.uninstall()
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- a text, posted to the bot ------------------------------------------------
+
+    async def run_turn(self, router: RemoteBotRouter, ctx: Context) -> None:
+        bot = self._by_router[id(router)]
+        message = ctx.message
+        person, activity_id = message.from_, ctx.activity.id
+        previous = await self._records.find(bot.id, person)
+        attempts = 0
+        if previous is not None and previous.activity_id == activity_id:
+            if previous.answered:
+                logger.info(
+                    "%s already answered activity %s; not posted again",
+                    bot.endpoint.shown,
+                    activity_id,
+                )
+                return
+            attempts = previous.attempts
+        reply_from, reply_service = self._reply_sender(message.to, message.messaging_service_sid)
+        record = ConversationRecord(
+            conversation=str(message.conversation),
+            person=person,
+            reply_from=reply_from,
+            reply_service=reply_service,
+            activity_id=activity_id,
+            attempts=attempts + 1,
+        )
+        await self._records.save(bot.id, record)
+
+        activity = replace(ctx.activity, service_url=bot.service_url).to_json()
+        outcome = await self._client.post(bot.endpoint.url, activity, bot.auth)
+        if isinstance(outcome, Delivered):
+            return
+        if isinstance(outcome, Refused):
+            hint = ""
+            if outcome.status in {401, 403}:
+                hint = " (check the route's auth mode: none sends no token, jwt sends one)"
+            raise BotRefusedText(
+                f"{bot.endpoint.shown} refused activity {activity_id} with {outcome.status}"
+                f"{hint}: {outcome.detail}"
+            )
+        latest = await self._records.find(bot.id, person)
+        if latest is not None and latest.activity_id == activity_id and latest.answered:
+            logger.warning(
+                "%s answered activity %s, then %s; not posted again, so the answer is not sent twice",
+                bot.endpoint.shown,
+                activity_id,
+                outcome.reason,
+            )
+            return
+        decision = self._policy.decide(
+            attempts=record.attempts,
+            created_at=message.received_at,
+            now=datetime.now(UTC),
+            retryable=True,
+            retry_after=outcome.retry_after,
+        )
+        if isinstance(decision, GiveUp):
+            raise BotUnavailable(
+                f"{bot.endpoint.shown}: {outcome.reason}; giving up on activity {activity_id} "
+                f"after {record.attempts} attempts: {decision.reason}"
+            )
+        delay = decision.delay
+        if outcome.timed_out:
+            # A slow bot may still answer: give it as long again before posting anew
+            # (an answer arriving meanwhile cancels the new post).
+            delay = max(delay, self._timeout)
+        raise RetryLater(
+            f"{bot.endpoint.shown}: {outcome.reason} (attempt {record.attempts})", delay=delay
+        )
+
+    def _reply_sender(self, to: str, service: str | None) -> tuple[str | None, str | None]:
+        route = self._routes.resolve(to, service)
+        if route is None:  # the dispatcher found one; a route table does not change
+            return to, None
+        return route.reply_sender(to)
+
+    # --- the connector's side -----------------------------------------------------
+
+    def bot_for_secret(self, secret: str) -> RemoteBot:
+        bot = self._bots.get(secret)
+        if bot is None:
+            raise unauthorized(
+                "this serviceUrl is not one the adapter gave out: post to the serviceUrl of "
+                "the latest activity (it changes when the bot's endpoint or "
+                "SMS_ADAPTER_BOTFRAMEWORK_SECRET does)"
+            )
+        return bot
+
+    async def authenticate(self, bot: RemoteBot, authorization: str | None) -> None:
+        """Mode none: the secret path was the check. Mode jwt: the bearer token too."""
+        if bot.auth != "jwt":
+            return
+        assert self._verifier is not None
+        try:
+            await self._verifier.verify(authorization)
+        except InvalidToken as error:
+            raise unauthorized(str(error)) from None
+        except KeysUnavailable as error:
+            logger.error("cannot check a connector token: %s", error)
+            raise ConnectorError(503, "ServiceError", str(error)) from None
+
+    async def send(
+        self,
+        bot: RemoteBot,
+        conversation_id: str,
+        activity: Mapping[str, Any],
+        reply_to_id: str | None = None,
+    ) -> str:
+        """Send one activity from the bot to `conversation_id`; the id it gets."""
+        kind = activity.get("type")
+        if not isinstance(kind, str) or not kind:
+            raise bad_request("the activity has no type", "MissingProperty")
+        record = await self._records.find(bot.id, conversation_id)
+        if record is None:
+            raise not_found(
+                f"no conversation {conversation_id!r} with this bot: a conversation starts "
+                "when the person texts us, or with POST /v3/conversations",
+                "ConversationNotFound",
+            )
+        if kind != "message":
+            logger.debug("%s activity from %s dropped", kind, bot.endpoint.shown)
+            return _dropped_id()
+        try:
+            rendered = render_message(activity)
+        except ValueError as error:
+            raise bad_request(f"the activity cannot be read: {error}", "BadSyntax") from None
+        if rendered.skipped:
+            logger.warning(
+                "%s sent attachments SMS cannot carry, left out: %s",
+                bot.endpoint.shown,
+                ", ".join(rendered.skipped),
+            )
+        if not rendered.parts:
+            if rendered.skipped:
+                return _dropped_id()
+            raise bad_request("the message has no text and no attachment SMS can carry")
+        drafts = [
+            ReplyDraft(
+                conversation=record.conversation,
+                payload=OutboundMessage(
+                    to=record.person,
+                    body=part.body,
+                    from_=record.reply_from,
+                    messaging_service_sid=record.reply_service,
+                    media_urls=part.media_urls,
+                ).to_json(),
+            )
+            for part in rendered.parts
+        ]
+        ids = await self._store.enqueue_outbound(drafts)
+        self._on_enqueued()
+        if reply_to_id is not None:
+            # The person has an answer to that text now: a failed post of it must not be
+            # retried, or they would get the answer twice.
+            await self._records.mark_answered(bot.id, conversation_id, reply_to_id)
+        return str(ids[0])
+
+    async def create_conversation(
+        self, bot: RemoteBot, parameters: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """POST /v3/conversations: text a person the bot has not talked to through us."""
+        if parameters.get("isGroup"):
+            raise bad_request("SMS has no group conversations")
+        members = parameters.get("members")
+        if (
+            not isinstance(members, list)
+            or len(members) != 1
+            or not isinstance(members[0], Mapping)
+            or not isinstance(members[0].get("id"), str)
+        ):
+            raise bad_request('members must hold exactly one person, as {"id": "+15551234567"}')
+        person = members[0]["id"].strip()
+        if not _is_address(person):
+            raise bad_request(f"member {person!r} is not a phone number in E.164 form")
+        ours = self._our_address(bot, parameters.get("bot"))
+        reply_from, reply_service = (
+            (None, ours) if _SERVICE_SID.fullmatch(ours) else self._reply_sender(ours, None)
+        )
+        record = ConversationRecord(
+            conversation=f"{ours}|{person}",
+            person=person,
+            reply_from=reply_from,
+            reply_service=reply_service,
+        )
+        existing = await self._records.find(bot.id, person)
+        if existing is None or (existing.reply_from, existing.reply_service) != (
+            reply_from,
+            reply_service,
+        ):
+            await self._records.save(bot.id, record)
+        answer: dict[str, Any] = {"id": person, "serviceUrl": bot.service_url}
+        activity = parameters.get("activity")
+        if activity is not None:
+            if not isinstance(activity, Mapping):
+                raise bad_request("activity must be an object", "BadSyntax")
+            answer["activityId"] = await self.send(bot, person, activity)
+        return answer
+
+    def _our_address(self, bot: RemoteBot, account: object) -> str:
+        """The number (or Messaging Service) a new conversation is texted from: the
+        conversation parameters' `bot.id` if it is routed to this bot, else the bot's
+        only number."""
+        requested = account.get("id") if isinstance(account, Mapping) else None
+        if isinstance(requested, str) and requested.strip():
+            requested = requested.strip()
+            is_service = _SERVICE_SID.fullmatch(requested) is not None
+            route = self._routes.resolve(requested, requested if is_service else None)
+            if (
+                route is None
+                or route.router is not bot.router
+                or not (is_service or _is_address(requested))
+            ):
+                raise bad_request(f"bot.id {requested!r} is not one of this bot's numbers")
+            return requested
+        keys = [route.name for route in self._routes.routes if route.router is bot.router]
+        own = [key for key in keys if key != "*"]
+        if len(own) == 1:
+            return own[0]
+        raise bad_request(
+            "say which of our numbers texts the person: set bot.id in the conversation "
+            "parameters to one of this bot's numbers"
+        )
+
+
+def _bind_bots(
+    settings: Settings, routes: RouteTable, bridge: BotFrameworkBridge
+) -> dict[str, RemoteBot]:
+    """Every Bot Framework bot in the route table, by its connector secret."""
+    routers: list[RemoteBotRouter] = []
+    for route in routes.routes:
+        if isinstance(route.router, RemoteBotRouter) and route.router not in routers:
+            routers.append(route.router)
+    if not routers:
+        return {}
+    if not settings.public_url:
+        raise ConfigError(
+            "SMS_ADAPTER_PUBLIC_URL is not set: a Bot Framework bot replies to the adapter "
+            "at that URL (its serviceUrl)"
+        )
+    key = settings.botframework_secret or settings.auth_token
+    if not key:
+        raise ConfigError("SMS_ADAPTER_BOTFRAMEWORK_SECRET or TWILIO_AUTH_TOKEN must be set")
+    bots: dict[str, RemoteBot] = {}
+    for router in routers:
+        secret = connector_secret(key, router.endpoint.url)
+        if secret in bots:
+            raise ConfigError(
+                f"{router.endpoint.shown} is configured twice with different settings: "
+                "give each Bot Framework bot one route block, or the same auth everywhere"
+            )
+        auth = router.endpoint.auth or settings.botframework_auth
+        bots[secret] = RemoteBot(router, auth, secret, service_url(settings.public_url, secret))
+        router.bind(bridge)
+    return bots
+
+
+def _jwt_parts(settings: Settings, http: httpx.AsyncClient) -> tuple[TokenSource, TokenVerifier]:
+    if not crypto_available():
+        raise ConfigError(
+            "Bot Framework auth jwt needs the cryptography package: "
+            "pip install 'sms-adapter[botframework-jwt]'"
+        )
+    required = {
+        "SMS_ADAPTER_BOTFRAMEWORK_APP_ID": settings.botframework_app_id,
+        "SMS_ADAPTER_BOTFRAMEWORK_APP_PASSWORD": settings.botframework_app_password,
+        "SMS_ADAPTER_BOTFRAMEWORK_TOKEN_URL": settings.botframework_token_url,
+        "SMS_ADAPTER_BOTFRAMEWORK_OPENID_METADATA": settings.botframework_openid_metadata,
+    }
+    missing = [name for name, value in required.items() if not value]
+    if missing:
+        raise ConfigError(f"Bot Framework auth jwt needs {', '.join(missing)}")
+    assert settings.botframework_app_id and settings.botframework_app_password
+    assert settings.botframework_token_url and settings.botframework_openid_metadata
+    tokens = TokenSource(
+        http,
+        token_url=settings.botframework_token_url,
+        client_id=settings.botframework_app_id,
+        client_secret=settings.botframework_app_password,
+        scope=settings.botframework_scope,
+    )
+    issuers = [i.strip() for i in (settings.botframework_issuer or "").split(",") if i.strip()]
+    verifier = TokenVerifier(
+        http,
+        settings.botframework_openid_metadata,
+        audience=settings.botframework_audience or settings.botframework_app_id,
+        issuers=issuers,
+    )
+    return tokens, verifier
+
+
+def _send_max_age(settings: Settings) -> timedelta:
+    try:
+        return parse_duration(settings.send_max_age)
+    except ValueError as error:
+        raise ConfigError(f"SMS_ADAPTER_SEND_MAX_AGE is invalid: {error}") from None
+
+
+def _is_address(text: str) -> bool:
+    number = text.removeprefix("whatsapp:")
+    return (
+        number.startswith("+") and number[1:].isdigit() and 2 <= len(number) - 1 <= 15
+    ) and number[1] != "0"
+
+
+def _dropped_id() -> str:
+    # The SDK wants an id back even for what the channel drops.
+    return f"dropped-{uuid.uuid4().hex}"
