@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from adapter.context import RecipientOptedOut
 from adapter.store.base import OutboundRecord, StoreError
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ async def send_message(request: Request) -> Response:
             messaging_service_sid=fields["messaging_service_sid"],
             media=fields["media"],
         )
+    except RecipientOptedOut as refused:
+        return _error(409, str(refused))
     except StoreError:
         return _error(503, "the store is unavailable; nothing was queued")
     return JSONResponse({"id": outbox_id, "state": "pending"}, status_code=202)

@@ -18,21 +18,30 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from adapter import admin
+from adapter import admin, console, history_api
+from adapter.botframework import connector as botframework_connector
+from adapter.botframework.bridge import BotFrameworkBridge
 from adapter.bots import RouteTable, build_route_table
 from adapter.delivery.dispatcher import Dispatcher
-from adapter.delivery.ratelimit import AccountLimiter, Limiter, parse_rate
+from adapter.delivery.ratelimit import Limiter, parse_rate
+from adapter.delivery.ratelimit_postgres import limiter_for
 from adapter.delivery.retry import RetryPolicy, parse_duration
 from adapter.delivery.sender import Sender
 from adapter.delivery.status_refresh import StatusRefresher
-from adapter.events import ChannelEvents
+from adapter.events import ChannelEvents, EventFanOut
+from adapter.history import HistoryService
+from adapter.logs import configure_logging, message_fields
+from adapter.media import MediaDownloader
 from adapter.messages import OutboundMessage
+from adapter.metrics import Metrics, metrics_endpoint
+from adapter.opt_out import OptOuts
 from adapter.request_url import parse_trusted_proxies
 from adapter.routing import StatusUpdate
 from adapter.settings import ConfigError, Settings
 from adapter.store.base import ReplyDraft, Store
-from adapter.store.sqlite import SQLiteStore
+from adapter.store.factory import store_for
 from adapter.twilio.client import Credentials, TwilioClient
+from adapter.twilio.opt_out import UNSUBSCRIBED_ERROR
 from adapter.twilio.signature import SignatureValidator
 from adapter.webhooks import messaging_webhook, status_callback
 
@@ -58,6 +67,8 @@ class Channel:
     events: ChannelEvents
     trusted_proxies: list[Any] = field(default_factory=list)
     accepting: bool = False
+    metrics: Metrics | None = None  # GET /metrics; build_channel always sets it
+    media: MediaDownloader | None = None  # ctx.download(); build_channel always sets it
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -73,13 +84,24 @@ class Channel:
             policy,
             status_callback_url=settings.status_callback_url,
             concurrency=settings.max_concurrency,
+            observer=self.events,
         )
+        self.history = HistoryService(self.store, self.client, self.limiter)
         self.dispatcher = Dispatcher(
             self.store,
             self.routes,
             concurrency=settings.bot_concurrency,
             on_replies_committed=self.sender.wake,
             observe_handling=self.events.bot_handled,
+            history=self.history.provider_for,
+            long_messages=settings.long_messages,
+            opt_out_to_bots=settings.opt_out_to_bots,
+            media_download=self.media.download if self.media is not None else None,
+        )
+        self.opt_outs = OptOuts(self.store)
+        # Bot Framework bots in the route table post texts through it and reply to it.
+        self.botframework = BotFrameworkBridge(
+            settings, self.store, self.routes, on_enqueued=self.sender.wake
         )
         self.status_refresher = StatusRefresher(
             self.store,
@@ -91,6 +113,8 @@ class Channel:
         )
 
     async def start(self) -> None:
+        # Work committed by other replicas (PostgreSQL) wakes our workers at once.
+        self.store.watch_for_work(self.dispatcher.wake, self.sender.wake)
         await self.store.open()
         self.dispatcher.start()
         self.sender.start()
@@ -102,9 +126,12 @@ class Channel:
         self.accepting = False
         timeout = self.settings.shutdown_timeout
         await self.dispatcher.stop(timeout)
+        await self.botframework.aclose()
         await self.sender.stop(timeout)
         await self.status_refresher.stop()
         await self.client.aclose()
+        if self.media is not None:
+            await self.media.aclose()
         await self.store.close()
 
     async def send_text(
@@ -119,6 +146,7 @@ class Channel:
         """Text a person first (a proactive message), through the same outbox as replies.
 
         Returns the outbox id. Ordering is kept with the replies of the conversation.
+        Raises `adapter.context.RecipientOptedOut` if the person texted STOP to that sender.
         """
         message = OutboundMessage(
             to=to,
@@ -127,6 +155,7 @@ class Channel:
             messaging_service_sid=messaging_service_sid,
             media_urls=tuple(media),
         )
+        await self.opt_outs.refuse_if_opted_out(message)
         [outbox_id] = await self.store.enqueue_outbound(
             [ReplyDraft(conversation=str(message.conversation), payload=message.to_json())]
         )
@@ -136,6 +165,10 @@ class Channel:
     async def record_status(self, message_sid: str, status: str, error_code: int | None) -> None:
         self.events.status_callback(status)
         record = await self.store.update_status(message_sid, status, error_code)
+        if record is not None and error_code == UNSUBSCRIBED_ERROR:
+            await self.opt_outs.note_unsubscribed(
+                OutboundMessage.from_json(record.payload), f"error {error_code} on {message_sid}"
+            )
         if record is None or record.twilio_status != status:
             return  # not ours, or a late status that would move backwards
         message = OutboundMessage.from_json(record.payload)
@@ -154,7 +187,12 @@ class Channel:
         try:
             await route.router.dispatch_status(update)
         except Exception:
-            logger.exception("status handler of bot %s raised for %s", route.bot_name, message_sid)
+            logger.exception(
+                "status handler of bot %s raised for %s",
+                route.bot_name,
+                message_sid,
+                extra=message_fields(message_sid, record.conversation, bot=route.bot_name),
+            )
 
 
 def build_channel(
@@ -171,7 +209,14 @@ def build_channel(
         credentials = Credentials(settings.account_sid, settings.api_key, settings.api_secret)
     else:
         credentials = Credentials(settings.account_sid, settings.account_sid, settings.auth_token)
-    limiter = AccountLimiter(
+    if store is None:
+        try:
+            store = store_for(settings.database)
+        except ValueError as error:  # the message never holds the URL's password
+            raise ConfigError(f"SMS_ADAPTER_DATABASE is invalid: {error}") from None
+    # Fleet-wide on PostgreSQL (replicas share one account), in-process on SQLite.
+    limiter = limiter_for(
+        store,
         max_concurrency=settings.max_concurrency,
         rate=_setting("SMS_ADAPTER_RATE_LIMIT", parse_rate, settings.rate_limit),
         per_sender_mps=settings.sender_mps,
@@ -185,14 +230,18 @@ def build_channel(
     except ConfigError as error:
         where = "[[routes]] in the config file" if settings.routes else "SMS_ADAPTER_BOTS"
         raise ConfigError(f"{where}: {error}") from None
+    metrics = Metrics()
     return Channel(
         settings=settings,
-        store=store or SQLiteStore(settings.database),
+        store=store,
         routes=routes,
         client=TwilioClient(credentials, settings.twilio_base_url, http=http),
         limiter=limiter,
-        events=events or ChannelEvents(),
+        # Metrics hear every event; a caller's own listener hears them too.
+        events=metrics if events is None else EventFanOut([metrics, events]),
         trusted_proxies=list(trusted),
+        metrics=metrics,
+        media=MediaDownloader(credentials, settings.twilio_base_url, http=http),
     )
 
 
@@ -238,7 +287,11 @@ def create_app(
         Route("/api/sms/status", status_callback, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
         *admin.routes(),
+        *history_api.routes(),
+        *botframework_connector.routes(),
+        *console.routes(),
         *extra_routes,
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -247,12 +300,14 @@ def create_app(
 
 
 def app_from_environment() -> Starlette:
-    """For `uvicorn adapter.app:app_from_environment --factory`."""
+    """For `uvicorn adapter.app:app_from_environment --factory`. Logging follows the
+    SMS_ADAPTER_LOG_* settings (uvicorn's lines too), so secrets are redacted here as well."""
     import os
 
     from adapter.settings import load_settings
 
     settings, warnings = load_settings(os.environ)
+    configure_logging(settings)
     for warning in warnings:
         logger.warning(warning)
     return create_app(settings)

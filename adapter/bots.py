@@ -27,12 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from adapter.botframework.endpoint import parse_auth_mode
+from adapter.botframework.remote_bot import remote_bot_router
 from adapter.routing import Router
 from adapter.settings import ConfigError, Settings
 
 SETTING = "SMS_ADAPTER_BOTS"
 DEFAULT_KEY = "*"
-# Reserved for bridging to a Bot Framework bot over HTTP, a later feature.
+# A Bot Framework bot's messaging endpoint: botframework+https://bot.example.com/api/messages
 BOTFRAMEWORK_PREFIX = "botframework+"
 
 _NUMBER = re.compile(r"(whatsapp:)?\+[1-9]\d{1,14}")
@@ -42,7 +44,15 @@ _KEY_HELP = (
     "a key is one of our numbers in E.164 form (+15550001111), a whatsapp:+E.164 address, "
     "a Messaging Service SID (MG and 32 lowercase hex digits) or * for the default route"
 )
-_TOML_KEYS = ("bot", "number", "messaging_service_sid", "default", "send_via_messaging_service")
+_TOML_KEYS = (
+    "bot",
+    "number",
+    "messaging_service_sid",
+    "default",
+    "send_via_messaging_service",
+    "botframework_endpoint",
+    "auth",
+)
 
 
 class BotConfigError(ConfigError, ValueError):
@@ -58,11 +68,14 @@ class RouteSpec:
     key: str
     bot: str
     send_via_messaging_service: str | None = None
+    auth: str | None = None  # Bot Framework bots only: "none" or "jwt"
 
     def __post_init__(self) -> None:
         if self.key != DEFAULT_KEY and not _is_number(self.key) and not _is_service(self.key):
             raise BotConfigError(f"{self.key!r} is not a route key: {_KEY_HELP}")
         _check_spec(self.bot)
+        if self.auth is not None and not self.bot.startswith(BOTFRAMEWORK_PREFIX):
+            raise BotConfigError("auth applies to Bot Framework bots (botframework_endpoint) only")
         service = self.send_via_messaging_service
         if service is not None and not _is_service(service):
             raise BotConfigError(
@@ -89,14 +102,17 @@ class Route:
 class RouteTable:
     def __init__(self, specs: Iterable[RouteSpec]) -> None:
         self._routes: dict[str, Route] = {}
-        loaded: dict[str, Router] = {}
+        loaded: dict[tuple[str, str | None], Router] = {}
         for spec in specs:
             if spec.key in self._routes:
                 raise BotConfigError(f"two routes for {_key_name(spec.key)}")
-            if spec.bot not in loaded:
-                loaded[spec.bot] = load_bot(spec.bot)
+            if (spec.bot, spec.auth) not in loaded:
+                loaded[spec.bot, spec.auth] = load_bot(spec.bot, spec.auth)
+            router = loaded[spec.bot, spec.auth]
+            # A Bot Framework URL may hold a key: its Router's name shows it without.
+            bot_name = router.name if spec.bot.startswith(BOTFRAMEWORK_PREFIX) else spec.bot
             self._routes[spec.key] = Route(
-                spec.key, loaded[spec.bot], spec.bot, spec.send_via_messaging_service
+                spec.key, router, bot_name or spec.bot, spec.send_via_messaging_service
             )
         if not self._routes:
             raise BotConfigError("no bot routes are configured")
@@ -126,14 +142,16 @@ def build_route_table(settings: Settings) -> RouteTable:
     return RouteTable(specs)
 
 
-def load_bot(spec: str) -> Router:
-    """Import the bot named by `spec` ("package.module:attribute") and return its Router."""
+def load_bot(spec: str, auth: str | None = None) -> Router:
+    """Import the bot named by `spec` ("package.module:attribute") and return its Router;
+    for a Bot Framework bot (`botframework+URL`), the Router that posts texts to it."""
     spec = spec.strip()
     _check_spec(spec)
     if spec.startswith(BOTFRAMEWORK_PREFIX):
-        raise BotConfigError(
-            f"bot {_shown(spec)}: Bot Framework bots (botframework+URL) are not supported yet"
-        )
+        try:
+            return remote_bot_router(spec, auth)
+        except ValueError as error:
+            raise BotConfigError(f"bot {_shown(spec)}: {error}") from None
     module_name, _, attribute = spec.partition(":")
     attribute = attribute or "router"
     try:
@@ -206,6 +224,9 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
     number = "+15550001111"        # or messaging_service_sid = "MG...", or default = true
     bot = "bots.echo:router"
     send_via_messaging_service = "MG..."   # optional: replies go through this service
+
+    A Bot Framework bot is `botframework_endpoint = "https://..."` instead of `bot`, with an
+    optional `auth = "none"` or `"jwt"`.
     """
     tables = data.get("routes")
     if not isinstance(tables, list | tuple) or not tables:
@@ -221,15 +242,38 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
                 f"{where}: unknown key {', '.join(unknown)}; expected {', '.join(_TOML_KEYS)}"
             )
         key = _toml_key(table, where)
-        bot = table.get("bot")
-        if not isinstance(bot, str) or not bot.strip():
-            raise BotConfigError(f'{where}: needs bot = "package.module:attribute"')
+        bot = _toml_bot(table, where)
         service = table.get("send_via_messaging_service")
         if service is not None and not isinstance(service, str):
             raise BotConfigError(f"{where}: send_via_messaging_service must be a string")
-        specs.append(_route_spec(key, bot.strip(), where, service))
+        auth = table.get("auth")
+        if auth is not None:
+            try:
+                auth = parse_auth_mode(auth if isinstance(auth, str) else repr(auth))
+            except ValueError as error:
+                raise BotConfigError(f"{where}: auth {auth!r}: {error}") from None
+        specs.append(_route_spec(key, bot, where, service, auth))
     _reject_duplicates(specs, "[[routes]]")
     return specs
+
+
+def _toml_bot(table: Mapping[str, Any], where: str) -> str:
+    """The bot spec of a [[routes]] table: `bot`, or `botframework_endpoint` as a spec."""
+    given = [name for name in ("bot", "botframework_endpoint") if name in table]
+    if not given:
+        raise BotConfigError(
+            f'{where}: needs bot = "package.module:attribute" '
+            '(or botframework_endpoint = "https://..." for a Bot Framework bot)'
+        )
+    if len(given) == 2:
+        raise BotConfigError(f"{where}: give bot or botframework_endpoint, not both")
+    value = table[given[0]]
+    if not isinstance(value, str) or not value.strip():
+        raise BotConfigError(f"{where}: {given[0]} must be a non-empty string")
+    value = value.strip()
+    if given[0] == "botframework_endpoint" and not value.startswith(BOTFRAMEWORK_PREFIX):
+        value = BOTFRAMEWORK_PREFIX + value
+    return value
 
 
 def _toml_key(table: Mapping[str, Any], where: str) -> str:
@@ -252,9 +296,11 @@ def _toml_key(table: Mapping[str, Any], where: str) -> str:
     return value
 
 
-def _route_spec(key: str, bot: str, where: str, service: str | None = None) -> RouteSpec:
+def _route_spec(
+    key: str, bot: str, where: str, service: str | None = None, auth: str | None = None
+) -> RouteSpec:
     try:
-        return RouteSpec(key, bot, service)
+        return RouteSpec(key, bot, service, auth)
     except BotConfigError as error:
         raise BotConfigError(f"{where}: {error}") from None
 

@@ -1,4 +1,4 @@
-"""sms-adapter dev | serve | emulator
+"""sms-adapter dev | serve | emulator | history | check
 
 User mistakes (bad settings, missing credentials) end with one clear line and exit code 2,
 never a traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -17,23 +18,18 @@ import uvicorn
 
 from adapter.app import build_channel, create_app
 from adapter.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, DEV_NUMBER
+from adapter.history_cli import add_history_command
+from adapter.logs import configure_logging
 from adapter.settings import ConfigError, Settings, load_settings
 from adapter.store.base import StoreError
+from adapter.store.factory import describe_database
 
 logger = logging.getLogger("adapter.cli")
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def _load(args: argparse.Namespace, **overrides: object) -> Settings:
     settings, warnings = load_settings(os.environ, getattr(args, "config", None), **overrides)
-    _configure_logging(settings.log_level)
+    configure_logging(settings)
     for warning in warnings:
         logger.warning(warning)
     return settings
@@ -45,6 +41,8 @@ def _run(app: object, host: str, port: int, log_level: str) -> None:
         host=host,
         port=port,
         log_level=log_level.lower(),
+        # uvicorn's lines go through adapter.logs (format, redaction), not its own config.
+        log_config=None,
         # We read X-Forwarded-* ourselves, only from SMS_ADAPTER_TRUSTED_PROXIES.
         proxy_headers=False,
         server_header=False,
@@ -66,11 +64,13 @@ def cmd_dev(args: argparse.Namespace) -> None:
         f"""
 sms-adapter dev: adapter + Twilio emulator on {local}
   bot(s):   {settings.bots}
-  store:    {settings.database}
+  store:    {describe_database(settings.database)}
   number:   {args.number} (the emulator's number; your bot answers on it)
   account:  {dev.settings.account_sid}{" (development values; no Twilio account needed)" if using_dev_values else ""}
 
-Text your bot as a person would:
+Text your bot from a browser (the dev console):
+  {local}/console
+Or as a person would, with curl:
   curl -s {local}/_emulator/inbound -d From=+15551234567 -d Body=hello
 See the whole exchange (the bot's reply arrives a moment later):
   curl -s {local}/_emulator/messages
@@ -84,9 +84,12 @@ Stop with Ctrl+C.
 async def _check_store(settings: Settings) -> None:
     """Open the store once before serving, so a bad SMS_ADAPTER_DATABASE ends with one
     clear line instead of a failed ASGI lifespan and its traceback."""
-    from adapter.store.sqlite import SQLiteStore
+    from adapter.store.factory import store_for
 
-    store = SQLiteStore(settings.database)
+    try:
+        store = store_for(settings.database)
+    except ValueError as error:
+        raise ConfigError(f"SMS_ADAPTER_DATABASE: {error}") from None
     try:
         await store.open()
     except StoreError as error:
@@ -109,6 +112,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
     _run(app, settings.host, settings.port, settings.log_level)
 
 
+def cmd_check(args: argparse.Namespace) -> None:
+    from adapter.check import Verdict, check_configuration
+
+    # Bots are imported and may log as they load: their lines get redacted like any other.
+    # Settings that do not load are reported by the check itself.
+    with contextlib.suppress(ConfigError):
+        configure_logging(load_settings(os.environ, args.config)[0])
+    findings = asyncio.run(
+        check_configuration(os.environ, args.config, open_store=_check_store, live=args.live)
+    )
+    for finding in findings:
+        print(finding.line(), flush=True)
+    problems = sum(1 for f in findings if f.verdict is Verdict.FAIL)
+    print(f"{problems} problem(s) found" if problems else "configuration looks ready", flush=True)
+    raise SystemExit(1 if problems else 0)
+
+
 def cmd_emulator(args: argparse.Namespace) -> None:
     from adapter.twilio.emulator import EmulatorConfig, create_emulator_app, parse_faults
 
@@ -124,6 +144,13 @@ def cmd_emulator(args: argparse.Namespace) -> None:
         numbers=args.number or [DEV_NUMBER],
         latency_ms=args.latency_ms,
         faults=faults,
+        # The account as the adapter sees it: its API key, its webhook signing key.
+        api_keys=(
+            {settings.api_key: settings.api_secret}
+            if settings.api_key and settings.api_secret
+            else {}
+        ),
+        webhook_shared_key=settings.webhook_shared_key,
     )
     print(
         f"Twilio emulator on http://{args.host}:{args.port} (account {config.account_sid}), "
@@ -162,6 +189,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="a TOML settings file")
     serve.set_defaults(func=cmd_serve)
 
+    check = commands.add_parser(
+        "check", help="check the configuration before going live (exit code 0 or 1)"
+    )
+    check.add_argument("--config", help="a TOML settings file")
+    check.add_argument(
+        "--live",
+        action="store_true",
+        help="also ask Twilio: are the credentials accepted, are the routed numbers ours?",
+    )
+    check.set_defaults(func=cmd_check)
+
     emulator = commands.add_parser("emulator", help="run the Twilio emulator alone")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=int, default=8001)
@@ -181,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--config", help="a TOML settings file")
     emulator.set_defaults(func=cmd_emulator)
+    add_history_command(commands)
     return parser
 
 

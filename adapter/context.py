@@ -7,10 +7,14 @@ that raises half-way sends nothing. This module knows nothing of HTTP, Twilio or
 Reply errors, all raised by `reply()` before anything is buffered:
 
     ReplyError (ValueError)
-     ├── EmptyReply        neither text nor media
-     ├── ReplyTooLong      more text than one message can carry
-     ├── TooManyMedia      more media URLs than one message can carry
-     └── InvalidMediaUrl   a media URL Twilio could not fetch
+     ├── EmptyReply         neither text nor media
+     ├── ReplyTooLong       more text than one message can carry, with long messages refused
+     ├── TooManyMedia       more media URLs than one message can carry
+     ├── InvalidMediaUrl    a media URL Twilio could not fetch
+     └── RecipientOptedOut  the person texted STOP to this sender (until they text START)
+
+A reply longer than one message follows `SMS_ADAPTER_LONG_MESSAGES` (see
+`adapter.long_messages`): split into several messages (the default), truncated, or refused.
 """
 
 from __future__ import annotations
@@ -19,17 +23,23 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from adapter.activity import Activity
-from adapter.messages import InboundMessage, OutboundMessage
+from adapter.activity import Activity, Attachment
+from adapter.long_messages import MAX_BODY_CHARS, LongMessages, split_body, truncate_body
+from adapter.messages import InboundMessage, Media, OutboundMessage
+from adapter.segments import count_segments
+
+if TYPE_CHECKING:
+    from adapter.media import MediaFile
 
 # Twilio's limits for one outgoing message.
 MAX_MEDIA = 10
-MAX_BODY_CHARS = 1600
 
 HistoryProvider = Callable[[int], Awaitable[list[Any]]]
+# (url, content type if known, max_bytes or None for the default) -> the file.
+MediaDownload = Callable[[str, str | None, int | None], Awaitable["MediaFile"]]
 
 
 class ReplyError(ValueError):
@@ -52,8 +62,30 @@ class InvalidMediaUrl(ReplyError):
     pass
 
 
+class RecipientOptedOut(ReplyError):
+    """The person opted out of texts from this sender (`ctx.opted_out` says so first)."""
+
+    def __init__(self, person: str, sender: str) -> None:
+        super().__init__(
+            f"{person} opted out of texts from {sender} (they texted STOP): nothing is "
+            "sent to them from it until they text START"
+        )
+        self.person = person
+        self.sender = sender
+
+
 class StateNotSerializable(TypeError):
     """`ctx.state` holds something JSON cannot store; the message names where it is."""
+
+
+class RetryLater(Exception):
+    """Raised by a handler that cannot handle the text now (a service it needs is down):
+    the text is handled again after `delay` seconds, and the conversation's later texts
+    wait for it. This turn's replies and state changes are dropped."""
+
+    def __init__(self, reason: str, *, delay: float) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 class Context:
@@ -73,6 +105,9 @@ class Context:
         reply_messaging_service_sid: str | None = None,
         activity: Activity | None = None,
         history_provider: HistoryProvider | None = None,
+        opted_out: bool = False,
+        long_messages: LongMessages = LongMessages.SPLIT,
+        media_download: MediaDownload | None = None,
     ) -> None:
         if reply_from is not None and reply_messaging_service_sid is not None:
             raise ValueError("give reply_from or reply_messaging_service_sid, not both")
@@ -85,6 +120,10 @@ class Context:
         self._reply_service = reply_messaging_service_sid
         self._reply_from = None if reply_messaging_service_sid else (reply_from or message.to)
         self._history_provider = history_provider
+        # Whether the person opted out of texts from the sender replies come from.
+        self.opted_out = opted_out
+        self._long_messages = LongMessages(long_messages)
+        self._media_download = media_download
 
     @property
     def text(self) -> str:
@@ -97,20 +136,59 @@ class Context:
         media_urls = _checked_media(media)
         if not text.strip() and not media_urls:
             raise EmptyReply("ctx.reply() needs some text or a media URL; both are empty")
-        if len(text) > MAX_BODY_CHARS:
-            raise ReplyTooLong(
-                f"a reply holds at most {MAX_BODY_CHARS} characters and this one has {len(text)}: "
-                "shorten it or split it into several ctx.reply() calls"
+        if self.opted_out:
+            raise RecipientOptedOut(
+                self.message.from_, self._reply_from or self._reply_service or self.message.to
             )
-        self.replies.append(
-            OutboundMessage(
-                to=self.message.from_,
-                body=text,
-                from_=self._reply_from,
-                messaging_service_sid=self._reply_service,
-                media_urls=media_urls,
+        # A long text becomes several messages; the media ride with the first.
+        for index, body in enumerate(self._bodies(text)):
+            self.replies.append(
+                OutboundMessage(
+                    to=self.message.from_,
+                    body=body,
+                    from_=self._reply_from,
+                    messaging_service_sid=self._reply_service,
+                    media_urls=media_urls if index == 0 else (),
+                )
             )
+
+    def segments(self, text: str) -> int:
+        """The SMS segments `ctx.reply(text)` would be billed as, all its parts together."""
+        try:
+            bodies = self._bodies(text)
+        except ReplyTooLong:
+            bodies = [text]
+        return sum(count_segments(body) for body in bodies)
+
+    def _bodies(self, text: str) -> list[str]:
+        if len(text) <= MAX_BODY_CHARS:
+            return [text]
+        if self._long_messages is LongMessages.SPLIT:
+            return split_body(text)
+        if self._long_messages is LongMessages.TRUNCATE:
+            return [truncate_body(text)]
+        raise ReplyTooLong(
+            f"a reply holds at most {MAX_BODY_CHARS} characters and this one has {len(text)}, "
+            "and SMS_ADAPTER_LONG_MESSAGES is refuse: shorten it, split it into several "
+            "ctx.reply() calls, or set it to split"
         )
+
+    async def download(
+        self, media: Attachment | Media | str, *, max_bytes: int | None = None
+    ) -> MediaFile:
+        """Download one of the text's media (an attachment, or its URL) with the account's
+        credentials, which go to Twilio only. Raises `adapter.media.MediaDownloadError`."""
+        if self._media_download is None:
+            raise NotImplementedError(
+                "ctx.download() is unavailable: no media downloader is configured"
+            )
+        if isinstance(media, Attachment):
+            url, content_type = media.content_url, media.content_type
+        elif isinstance(media, Media):
+            url, content_type = media.url, media.content_type
+        else:
+            url, content_type = media, None
+        return await self._media_download(url, content_type, max_bytes)
 
     async def history(self, limit: int = 20) -> list[Any]:
         """The conversation's latest messages, newest last, from the history service."""

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from adapter.app import build_channel, create_app
+from adapter.console import install_dev_console
 from adapter.settings import Settings
 from adapter.twilio.emulator import EmulatorConfig, EmulatorState, create_emulator_app
 
@@ -29,8 +30,14 @@ class DevApp:
     emulator: EmulatorState
 
 
-def create_dev_app(settings: Settings, base_url: str, numbers: list[str] | None = None) -> DevApp:
-    """`base_url` is where this server will be reached, e.g. http://127.0.0.1:8000."""
+def create_dev_app(
+    settings: Settings,
+    base_url: str,
+    numbers: list[str] | None = None,
+    messaging_services: dict[str, list[str]] | None = None,
+) -> DevApp:
+    """`base_url` is where this server will be reached, e.g. http://127.0.0.1:8000.
+    `messaging_services` groups emulated numbers under Messaging Service SIDs."""
     settings = replace(
         settings,
         account_sid=settings.account_sid or DEV_ACCOUNT_SID,
@@ -49,6 +56,7 @@ def create_dev_app(settings: Settings, base_url: str, numbers: list[str] | None 
             auth_token=settings.auth_token,
             webhook_url=f"{base_url}/api/sms",
             numbers=numbers or [DEV_NUMBER],
+            messaging_services=messaging_services or {},
         ),
         state,
     )
@@ -58,4 +66,5 @@ def create_dev_app(settings: Settings, base_url: str, numbers: list[str] | None 
         extra_routes=[Mount("/", app=emulator)],
         on_shutdown=[state.aclose],
     )
+    install_dev_console(app, state, numbers or [DEV_NUMBER])
     return DevApp(app=app, settings=settings, emulator=state)

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from adapter.botframework.endpoint import parse_auth_mode
+from adapter.long_messages import LongMessages, parse_long_messages
+
 PREFIX = "SMS_ADAPTER_"
 
 
@@ -64,6 +67,13 @@ def _log_level(value: str) -> str:
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ValueError("expected one of debug, info, warning, error")
     return level
+
+
+def _log_format(value: str) -> str:
+    chosen = value.strip().lower()
+    if chosen not in {"text", "json"}:
+        raise ValueError("expected text or json")
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -157,7 +167,7 @@ SPECS: tuple[SettingSpec, ...] = (
         PREFIX + "DATABASE",
         "database",
         _text,
-        "The SQLite file holding the queue, outbox and state.",
+        "The SQLite file holding the queue, outbox and state, or a postgresql:// URL (several replicas share it; ?schema=NAME for a schema of its own).",
         "sms-adapter.sqlite3",
     ),
     SettingSpec(
@@ -216,6 +226,94 @@ SPECS: tuple[SettingSpec, ...] = (
         "Seconds to finish in-flight work on SIGTERM before handing it back.",
         "10",
     ),
+    # -- SMS in the real world (long messages, opt-out) --
+    SettingSpec(
+        PREFIX + "LONG_MESSAGES",
+        "long_messages",
+        parse_long_messages,
+        "Replies over 1600 characters: split (into parts sent in order, between words), truncate, or refuse (ctx.reply() raises ReplyTooLong).",
+        "split",
+    ),
+    SettingSpec(
+        PREFIX + "OPT_OUT_TO_BOTS",
+        "opt_out_to_bots",
+        _bool,
+        "Pass STOP and START texts on to bots (Twilio answers them itself; HELP always reaches bots).",
+        "false",
+    ),
+    # -- Bot Framework bots (adapter/botframework) --
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_AUTH",
+        "botframework_auth",
+        parse_auth_mode,
+        "Auth with Bot Framework bots, unless their route says: none (no token either way; the secret serviceUrl guards replies) or jwt.",
+        "none",
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_SECRET",
+        "botframework_secret",
+        _text,
+        "Key the secret in each bot's serviceUrl is derived from; set it so rotating the auth token does not change serviceUrls.",
+        "the Twilio auth token",
+        secret=True,
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_TIMEOUT",
+        "botframework_timeout",
+        _positive_float,
+        "Seconds a Bot Framework bot has to take a text (its whole turn) before the post is retried.",
+        "30",
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_APP_ID",
+        "botframework_app_id",
+        _text,
+        "jwt: the adapter's app id, the client id of its token requests.",
+        "none",
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_APP_PASSWORD",
+        "botframework_app_password",
+        _text,
+        "jwt: the adapter's app password (client secret).",
+        "none",
+        secret=True,
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_TOKEN_URL",
+        "botframework_token_url",
+        _url,
+        "jwt: the OAuth token endpoint tokens for posting to bots come from (client credentials).",
+        "none",
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_SCOPE",
+        "botframework_scope",
+        _text,
+        "jwt: the scope asked for (e.g. the bot's app id + /.default).",
+        "https://api.botframework.com/.default",
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_OPENID_METADATA",
+        "botframework_openid_metadata",
+        _url,
+        "jwt: OpenID configuration (or JWKS) URL whose keys sign the tokens bots send to the connector.",
+        "none",
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_ISSUER",
+        "botframework_issuer",
+        _text,
+        "jwt: issuers accepted on connector tokens, comma-separated.",
+        "the metadata's issuer",
+    ),
+    SettingSpec(
+        PREFIX + "BOTFRAMEWORK_AUDIENCE",
+        "botframework_audience",
+        _text,
+        "jwt: the audience connector tokens must carry.",
+        "the app id",
+    ),
     SettingSpec(
         PREFIX + "ADMIN_TOKEN",
         "admin_token",
@@ -226,6 +324,20 @@ SPECS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         PREFIX + "LOG_LEVEL", "log_level", _log_level, "debug, info, warning or error.", "info"
+    ),
+    SettingSpec(
+        PREFIX + "LOG_FORMAT",
+        "log_format",
+        _log_format,
+        "text (one readable line per event) or json (one JSON object per line, for log shippers).",
+        "text",
+    ),
+    SettingSpec(
+        PREFIX + "LOG_MASK_NUMBERS",
+        "log_mask_numbers",
+        _bool,
+        "Mask phone numbers in log lines (+1555***4567).",
+        "false",
     ),
     SettingSpec(PREFIX + "HOST", "host", _text, "Interface to listen on.", "127.0.0.1"),
     SettingSpec(PREFIX + "PORT", "port", _positive_int, "Port to listen on.", "8000"),
@@ -256,8 +368,22 @@ class Settings:
     bot_concurrency: int = 32
     status_refresh_after: str = "10m"
     shutdown_timeout: float = 10.0
+    long_messages: LongMessages = LongMessages.SPLIT
+    opt_out_to_bots: bool = False
+    botframework_auth: str = "none"
+    botframework_secret: str | None = field(default=None, repr=False)
+    botframework_timeout: float = 30.0
+    botframework_app_id: str | None = None
+    botframework_app_password: str | None = field(default=None, repr=False)
+    botframework_token_url: str | None = None
+    botframework_scope: str = "https://api.botframework.com/.default"
+    botframework_openid_metadata: str | None = None
+    botframework_issuer: str | None = None
+    botframework_audience: str | None = None
     admin_token: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
+    log_format: str = "text"
+    log_mask_numbers: bool = False
     host: str = "127.0.0.1"
     port: int = 8000
     # Not a user setting: dev mode runs the emulator in-process and says so here.

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from adapter.logs import message_fields
 from adapter.request_url import external_url
 from adapter.store.base import StoreError
 from adapter.twilio.signature import SignatureCheck
@@ -121,17 +122,29 @@ async def messaging_webhook(request: Request) -> Response:
         )
     except StoreError:
         # Not acknowledged, so Twilio retries it; nothing is lost.
-        logger.exception("could not store text %s; answering 503", message.message_sid)
+        logger.exception(
+            "could not store text %s; answering 503",
+            message.message_sid,
+            extra=message_fields(message.message_sid, message.conversation),
+        )
         channel.events.inbound("store_unavailable")
         return PlainTextResponse("temporarily unavailable", status_code=503)
 
+    fields = message_fields(message.message_sid, message.conversation)
     if added:
         channel.events.inbound("accepted")
-        logger.info("text %s accepted (conversation %s)", message.message_sid, message.conversation)
+        logger.info(
+            "text %s accepted (conversation %s)",
+            message.message_sid,
+            message.conversation,
+            extra=fields,
+        )
         channel.dispatcher.wake()
     else:
         channel.events.inbound("duplicate")
-        logger.info("text %s is a duplicate delivery; already accepted", message.message_sid)
+        logger.info(
+            "text %s is a duplicate delivery; already accepted", message.message_sid, extra=fields
+        )
     return Response(EMPTY_TWIML, media_type="text/xml")
 
 
@@ -147,6 +160,10 @@ async def status_callback(request: Request) -> Response:
     try:
         await channel.record_status(update.message_sid, update.status, update.error_code)
     except StoreError:
-        logger.exception("could not record status of %s; answering 503", update.message_sid)
+        logger.exception(
+            "could not record status of %s; answering 503",
+            update.message_sid,
+            extra=message_fields(update.message_sid),
+        )
         return PlainTextResponse("temporarily unavailable", status_code=503)
     return Response(EMPTY_TWIML, media_type="text/xml")

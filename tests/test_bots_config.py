@@ -291,7 +291,7 @@ def test_replies_come_from_the_number_texted_unless_sent_via_a_service(
         ([], "no bot routes are configured"),
         ([RouteSpec(NUMBER, ECHO), RouteSpec(NUMBER, HELP_DESK)], f"two routes for {NUMBER}"),
         ([RouteSpec("*", "bots.nope:router")], "cannot import 'bots.nope'"),
-        ([RouteSpec("*", "botframework+https://bot.example.com/api")], "not supported yet"),
+        ([RouteSpec("*", "botframework+ftp://bot.example.com/api")], "an absolute http(s) URL"),
     ],
 )
 def test_a_route_table_that_cannot_work_is_refused(specs: list[RouteSpec], message: str) -> None:
@@ -421,9 +421,9 @@ def test_a_bot_that_cannot_load_is_named_with_the_reason(
         ),
         ("", "'' is not a bot"),
         (
-            "botframework+https://bot.example.com/api/messages?code=s3cret",
-            "bot 'botframework+https://bot.example.com/...': "
-            "Bot Framework bots (botframework+URL) are not supported yet",
+            "botframework+ftp://bot.example.com/api/messages?code=s3cret",
+            "bot 'botframework+ftp://bot.example.com/...': a Bot Framework bot is "
+            "botframework+ and its messaging endpoint",
         ),
     ],
 )

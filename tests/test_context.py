@@ -72,7 +72,6 @@ def test_the_handler_sees_the_texts_activity_and_message() -> None:
     [
         ("", (), EmptyReply, "needs some text or a media URL"),
         ("  \n", (), EmptyReply, "needs some text or a media URL"),
-        ("x" * 1601, (), ReplyTooLong, "at most 1600 characters and this one has 1601"),
         ("", [PHOTO] * 11, TooManyMedia, "at most 10 media URLs and this one has 11"),
         ("", PHOTO, InvalidMediaUrl, "write media=[url]"),
         ("see", ["/cat.jpg"], InvalidMediaUrl, "'/cat.jpg' is not an absolute http(s) URL"),

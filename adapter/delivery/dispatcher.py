@@ -12,12 +12,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from adapter.activity import Activity
 from adapter.bots import RouteTable
-from adapter.context import Context, jsonable_state
+from adapter.context import Context, HistoryProvider, MediaDownload, RetryLater, jsonable_state
 from adapter.delivery.worker import ClaimLoop
+from adapter.logs import message_fields
+from adapter.long_messages import LongMessages
 from adapter.messages import InboundMessage
+from adapter.opt_out import OptOuts, reaches_bots
 from adapter.store.base import InboundJob, ReplyDraft, Store
 
 logger = logging.getLogger("adapter.dispatcher")
@@ -35,9 +39,19 @@ class Dispatcher:
         on_replies_committed: Callable[[], None],
         poll_interval: float = 1.0,
         observe_handling: Callable[[str, float], None] | None = None,
+        history: Callable[[InboundMessage], HistoryProvider] | None = None,
+        long_messages: LongMessages = LongMessages.SPLIT,
+        opt_out_to_bots: bool = False,
+        media_download: MediaDownload | None = None,
     ) -> None:
         self._store = store
+        # SMS in the real world: opt-out keywords, long replies, ctx.download().
+        self._opt_outs = OptOuts(store)
+        self._opt_out_to_bots = opt_out_to_bots
+        self._long_messages = long_messages
+        self._media_download = media_download
         self._routes = routes
+        self._history = history  # ctx.history() for the text being handled
         self._on_replies_committed = on_replies_committed
         self._observe_handling = observe_handling
         self._loop: ClaimLoop[InboundJob] = ClaimLoop(
@@ -61,12 +75,16 @@ class Dispatcher:
     async def handle(self, job: InboundJob) -> None:
         message = InboundMessage.from_json(job.payload)
         activity = Activity.from_inbound(message)
+        if not await self._reaches_bots(job, message):
+            return
         route = self._routes.resolve(message.to, message.messaging_service_sid)
+        fields = message_fields(message.message_sid, job.conversation)
         if route is None:
             logger.warning(
                 "no bot route for %s: text %s recorded but not handled",
                 message.to,
                 message.message_sid,
+                extra=fields,
             )
             await self._store.finish_inbound(job.id, [], error=f"no bot route for {message.to}")
             return
@@ -80,17 +98,36 @@ class Dispatcher:
             reply_from=reply_from,
             reply_messaging_service_sid=reply_service,
             bot_name=route.bot_name,
+            history_provider=self._history(message) if self._history is not None else None,
+            opted_out=await self._opt_outs.is_opted_out(
+                message.from_, message.to, message.messaging_service_sid, reply_from, reply_service
+            ),
+            long_messages=self._long_messages,
+            media_download=self._media_download,
         )
         started = time.perf_counter()
         try:
             matched = await route.router.dispatch(ctx)
             saved_state = jsonable_state(ctx.state)
+        except RetryLater as later:
+            logger.warning(
+                "bot %s will handle activity %s again in %.1fs: %s",
+                route.bot_name,
+                activity.id,
+                later.delay,
+                later,
+                extra=fields | {"bot": route.bot_name},
+            )
+            not_before = datetime.now(UTC) + timedelta(seconds=later.delay)
+            await self._store.release_inbound(job.id, not_before=not_before)
+            return
         except Exception as error:
             logger.exception(
                 "bot %s raised on activity %s (conversation %s); its replies for this text are dropped",
                 route.bot_name,
                 activity.id,
                 job.conversation,
+                extra=fields | {"bot": route.bot_name},
             )
             await self._store.finish_inbound(job.id, [], error=f"{type(error).__name__}: {error}")
             return
@@ -99,10 +136,30 @@ class Dispatcher:
                 self._observe_handling(route.bot_name, time.perf_counter() - started)
 
         if not matched:
-            logger.info("bot %s had no handler for activity %s", route.bot_name, activity.id)
+            logger.info(
+                "bot %s had no handler for activity %s",
+                route.bot_name,
+                activity.id,
+                extra=fields | {"bot": route.bot_name},
+            )
         drafts = [
             ReplyDraft(conversation=job.conversation, payload=r.to_json()) for r in ctx.replies
         ]
         await self._store.finish_inbound(job.id, drafts, state=(job.conversation, saved_state))
         if drafts:
             self._on_replies_committed()
+
+    async def _reaches_bots(self, job: InboundJob, message: InboundMessage) -> bool:
+        """Record a STOP or START; False (the text is done) when it stops here."""
+        kind = await self._opt_outs.note_inbound(message)
+        if reaches_bots(kind, self._opt_out_to_bots):
+            return True
+        logger.info(
+            "text %s is the opt-out keyword %s: recorded, not passed to bots "
+            "(SMS_ADAPTER_OPT_OUT_TO_BOTS is off)",
+            message.message_sid,
+            kind,
+            extra=message_fields(message.message_sid, job.conversation),
+        )
+        await self._store.finish_inbound(job.id, [])
+        return False

@@ -16,7 +16,9 @@ from datetime import UTC, datetime, timedelta
 from adapter.delivery.ratelimit import Limiter
 from adapter.delivery.retry import GiveUp, RetryPolicy
 from adapter.delivery.worker import ClaimLoop
+from adapter.logs import message_fields
 from adapter.messages import OutboundMessage
+from adapter.opt_out import OptOuts
 from adapter.store.base import OutboundJob, Store
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.errors import (
@@ -25,6 +27,7 @@ from adapter.twilio.errors import (
     TwilioRateLimited,
     TwilioTransportError,
 )
+from adapter.twilio.opt_out import UNSUBSCRIBED_ERROR
 from adapter.twilio.resources import MessageResource
 
 logger = logging.getLogger("adapter.sender")
@@ -69,6 +72,7 @@ class Sender:
         self._clock = clock
         self._observer = observer or SendObserver()
         self._rng = rng or random.Random()
+        self._opt_outs = OptOuts(store)
         self._loop: ClaimLoop[OutboundJob] = ClaimLoop(
             "sender",
             claim=lambda n: store.claim_outbound(n, LEASE_SECONDS, self._clock()),
@@ -100,6 +104,7 @@ class Sender:
                     "outbox %s: an earlier attempt did reach Twilio as %s; not sending again",
                     job.id,
                     found.sid,
+                    extra=message_fields(found.sid, job.conversation, outbox_id=job.id),
                 )
                 await self._store.mark_sent(job.id, found.sid, found.status)
                 self._observer.adopted(job)
@@ -110,6 +115,13 @@ class Sender:
             await self._give_up(
                 job, None, f"older than {self._policy.max_age} before it could be sent", dead=True
             )
+            return
+        # Queued before the person texted STOP: Twilio would refuse it with 21610 anyway.
+        if await self._opt_outs.is_opted_out(
+            message.to, message.from_, message.messaging_service_sid
+        ):
+            reason = "not sent: the recipient opted out of texts from this sender (STOP)"
+            await self._give_up(job, UNSUBSCRIBED_ERROR, reason, dead=False)
             return
 
         await self._store.mark_attempt_started(job.id, now)
@@ -130,7 +142,12 @@ class Sender:
             return
         await self._store.mark_sent(job.id, resource.sid, resource.status)
         self._observer.sent(job, (self._clock() - started).total_seconds())
-        logger.debug("outbox %s sent as %s", job.id, resource.sid)
+        logger.info(
+            "outbox %s sent as %s",
+            job.id,
+            resource.sid,
+            extra=message_fields(resource.sid, job.conversation, outbox_id=job.id),
+        )
 
     async def _after_error(self, job: OutboundJob, error: TwilioError, *, in_doubt: bool) -> None:
         retry_after = error.retry_after if isinstance(error, TwilioApiError) else None
@@ -146,6 +163,9 @@ class Sender:
             rng=self._rng,
         )
         code = error.code if isinstance(error, TwilioApiError) else None
+        if code == UNSUBSCRIBED_ERROR:
+            message = OutboundMessage.from_json(job.payload)
+            await self._opt_outs.note_unsubscribed(message, f"error {code} on send")
         if isinstance(decision, GiveUp):
             await self._give_up(job, code, f"{error} ({decision.reason})", dead=decision.dead)
             return
@@ -155,6 +175,7 @@ class Sender:
             error,
             decision.delay,
             " (will check Twilio first: the message may exist)" if in_doubt else "",
+            extra=message_fields(conversation=job.conversation, outbox_id=job.id),
         )
         self._observer.retried(job, error)
         await self._store.schedule_retry(job.id, decision.at, str(error), in_doubt=in_doubt)
@@ -170,6 +191,7 @@ class Sender:
             job.conversation,
             "dead-lettered" if dead else "failed",
             reason,
+            extra=message_fields(conversation=job.conversation, outbox_id=job.id),
         )
         await self._store.mark_failed(job.id, code, reason, dead=dead)
         self._observer.failed(job, code, dead)
@@ -184,18 +206,30 @@ class Sender:
         """
         earliest = attempt_started - CLOCK_SKEW
         seen = 0
-        async with self._limiter.slot(None):
-            async for candidate in self._client.list_messages(
-                to=message.to, from_=message.from_, page_size=50
-            ):
-                seen += 1
-                created = candidate.date_created
-                if created is not None and created < earliest - timedelta(minutes=5):
-                    break  # far older than the attempt: nothing further down can match
-                if seen > RECONCILE_SCAN_LIMIT:
-                    break
-                if _same_message(candidate, message) and (created is None or created >= earliest):
+        pages = self._client.list_pages(to=message.to, from_=message.from_, page_size=50)
+        try:
+            while seen <= RECONCILE_SCAN_LIMIT:
+                # One slot per page: each page is a request against Twilio's limits.
+                async with self._limiter.slot(None):
+                    page = await anext(pages, None)
+                if page is None:
+                    return None
+                for candidate in page:
+                    seen += 1
+                    created = candidate.date_created
+                    if created is not None and created < earliest - timedelta(minutes=5):
+                        return None  # far older than the attempt: nothing further can match
+                    if not _same_message(candidate, message):
+                        continue
+                    if created is not None and created < earliest:
+                        continue
+                    # An identical earlier reply (a person who sent "hi" twice gets two
+                    # "Hello!"s) is another row's message, not this attempt's.
+                    if await self._store.find_outbound_by_sid(candidate.sid) is not None:
+                        continue
                     return candidate
+        finally:
+            await pages.aclose()
         return None
 
 

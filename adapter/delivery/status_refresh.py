@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from adapter.logs import message_fields
 from adapter.store.base import Store
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.errors import TwilioError
@@ -57,7 +58,12 @@ class StatusRefresher:
             try:
                 message = await self._client.get_message(record.message_sid)
             except TwilioError as error:
-                logger.warning("could not refresh status of %s: %s", record.message_sid, error)
+                logger.warning(
+                    "could not refresh status of %s: %s",
+                    record.message_sid,
+                    error,
+                    extra=message_fields(record.message_sid, record.conversation),
+                )
                 continue
             await self._record(message.sid, message.status, message.error_code)
         return len(records)

@@ -8,13 +8,15 @@ dispatcher commits a bot's replies in the same transaction that marks the text d
 The store knows nothing of Twilio or HTTP: payloads are JSON-able dicts it keeps
 verbatim, conversations are opaque strings, message ids are opaque strings.
 
-Implementations: `adapter.store.sqlite.SQLiteStore`. `tests/store/test_contract.py`
+Implementations: `adapter.store.sqlite.SQLiteStore` (one process),
+`adapter.store.postgres.PostgresStore` (many replicas). `tests/store/test_contract.py`
 is the suite every implementation must pass.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -128,6 +130,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    def watch_for_work(self, inbound: Callable[[], None], outbound: Callable[[], None]) -> None:
+        """Call `inbound` / `outbound` (on the event loop) whenever another process may
+        have added texts / outbox rows, so idle workers wake without polling. Call it
+        before `open()`. A store one process owns hears of all work from that process
+        already, so by default this does nothing."""
+        return None
+
     # --- inbound -----------------------------------------------------------------
 
     @abc.abstractmethod
@@ -166,8 +175,11 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def release_inbound(self, job_id: int) -> None:
-        """Give a claimed text back unhandled (shutdown): it is claimable again at once."""
+    async def release_inbound(self, job_id: int, not_before: datetime | None = None) -> None:
+        """Give a claimed text back unhandled: claimable again at once (shutdown), or
+        from `not_before` (its bot asked to handle it later); until then the
+        conversation's later texts wait behind it. After a restart (`open`) it may be
+        claimable sooner."""
 
     @abc.abstractmethod
     async def pending_inbound_count(self) -> int: ...
@@ -177,6 +189,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def load_state(self, conversation: str) -> dict[str, Any]:
         """The state last saved for `conversation`, or {}."""
+
+    @abc.abstractmethod
+    async def save_state(self, conversation: str, state: dict[str, Any]) -> None:
+        """Save `state` for `conversation` outside an inbound turn (a channel's own
+        records, such as the Bot Framework bridge's); the last save wins."""
 
     # --- outbox ------------------------------------------------------------------
 
@@ -228,6 +245,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def get_outbound(self, job_id: int) -> OutboundRecord | None: ...
+
+    @abc.abstractmethod
+    async def find_outbound_by_sid(self, message_sid: str) -> OutboundRecord | None:
+        """The outbox row that Twilio's message `message_sid` was recorded for, if any."""
 
     @abc.abstractmethod
     async def list_outbound(

@@ -240,7 +240,7 @@ class SQLiteStore(Store):
             )
             return cursor.rowcount == 1
 
-        return await self._writer.run(insert)
+        return await self._writer.run(insert, single_statement=True)
 
     async def claim_inbound(self, limit: int, lease_seconds: float) -> list[InboundJob]:
         if limit <= 0:
@@ -286,11 +286,15 @@ class SQLiteStore(Store):
 
         return await self._writer.run(finish)
 
-    async def release_inbound(self, job_id: int) -> None:
+    async def release_inbound(self, job_id: int, not_before: datetime | None = None) -> None:
+        # A lease that ends at `not_before` is exactly "claimable from then, and the
+        # conversation's later texts wait": claims already work that way.
+        until = None if not_before is None else _to_epoch(not_before)
+
         def release(db: sqlite3.Connection) -> None:
             db.execute(
-                "UPDATE inbound SET claimed_until = NULL WHERE id = ? AND state = 'pending'",
-                (job_id,),
+                "UPDATE inbound SET claimed_until = ? WHERE id = ? AND state = 'pending'",
+                (until, job_id),
             )
 
         await self._writer.run(release)
@@ -312,6 +316,14 @@ class SQLiteStore(Store):
             return {} if row is None else _decode(row["state"])
 
         return await self._writer.run(load)
+
+    async def save_state(self, conversation: str, state: dict[str, Any]) -> None:
+        encoded = _encode(state)
+
+        def save(db: sqlite3.Connection) -> None:
+            _save_state(db, conversation, encoded, now=time.time())
+
+        await self._writer.run(save)
 
     # --- outbox ------------------------------------------------------------------
 
@@ -405,6 +417,12 @@ class SQLiteStore(Store):
             return _get_record(db, "id = ?", job_id)
 
         return await self._writer.run(get)
+
+    async def find_outbound_by_sid(self, message_sid: str) -> OutboundRecord | None:
+        def find(db: sqlite3.Connection) -> OutboundRecord | None:
+            return _get_record(db, "message_sid = ?", message_sid)
+
+        return await self._writer.run(find)
 
     async def list_outbound(
         self, state: str | None = None, limit: int = 100
@@ -692,6 +710,9 @@ class _Call(Generic[T]):
     work: Callable[[sqlite3.Connection], T]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
+    # A call of one statement needs no savepoint: SQLite undoes a failed statement
+    # by itself. Skipping it matters on the webhook path (two fewer round trips).
+    single_statement: bool = False
 
 
 @dataclass(frozen=True)
@@ -754,13 +775,15 @@ class _Writer:
         await stopped
         thread.join()  # it has only to return
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(
+        self, work: Callable[[sqlite3.Connection], T], *, single_statement: bool = False
+    ) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
             if self._queue is None:
                 raise StoreError("the store is not open")
-            self._queue.put(_Call(work, loop, future))
+            self._queue.put(_Call(work, loop, future, single_statement))
         return await future
 
     def _serve(
@@ -801,15 +824,29 @@ class _Writer:
     def _run_batch(self, db: sqlite3.Connection, batch: list[_Call[Any]]) -> None:
         try:
             with _transaction(db):
-                outcomes = [self._run_in_savepoint(db, call.work) for call in batch]
+                outcomes = [
+                    self._run_single(db, call.work)
+                    if call.single_statement
+                    else self._run_in_savepoint(db, call.work)
+                    for call in batch
+                ]
             self.commits += 1
         except Exception as exc:
             # The transaction is gone, and with it every call of the batch: each
             # caller learns it failed, so nothing is acknowledged that was not kept.
             logger.warning("SQLite store: a transaction of %d calls failed: %s", len(batch), exc)
             outcomes = [_Outcome(error=self._for_caller(exc)) for _ in batch]
-        for call, outcome in zip(batch, outcomes, strict=True):
-            _settle(call.loop, call.future, outcome)
+        _settle_batch(batch, outcomes)
+
+    def _run_single(
+        self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]
+    ) -> _Outcome:
+        try:
+            return _Outcome(value=work(db))
+        except Exception as exc:
+            if not db.in_transaction:
+                raise
+            return _Outcome(error=self._for_caller(exc))
 
     def _run_in_savepoint(
         self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]
@@ -870,6 +907,30 @@ def _settle(
         loop.call_soon_threadsafe(settle)
     except RuntimeError:
         pass  # the loop is closed: nobody is waiting any more
+
+
+def _settle_batch(batch: list[_Call[Any]], outcomes: list[_Outcome]) -> None:
+    """Resolve a whole batch with one wake-up of each caller's loop (not one per call):
+    under load, waking the event loop once per webhook costs more than the insert."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
+    for call, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(call.loop, []).append((call.future, outcome))
+
+    for loop, settled in by_loop.items():
+
+        def settle_all(settled: list[tuple[asyncio.Future[Any], _Outcome]] = settled) -> None:
+            for future, outcome in settled:
+                if future.done():  # the caller was cancelled and no longer waits
+                    continue
+                if outcome.error is not None:
+                    future.set_exception(outcome.error)
+                else:
+                    future.set_result(outcome.value)
+
+        try:
+            loop.call_soon_threadsafe(settle_all)
+        except RuntimeError:
+            pass  # the loop is closed: nobody is waiting any more
 
 
 # --- rows and values ---------------------------------------------------------------

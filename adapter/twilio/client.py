@@ -158,8 +158,9 @@ class TwilioClient:
         date_sent_before: date | None = None,
         date_sent_after: date | None = None,
         page_size: int = MAX_PAGE_SIZE,
-    ) -> AsyncIterator[list[MessageResource]]:
-        """Like `list_messages`, one page (one request) at a time, for progress reports."""
+    ) -> AsyncGenerator[list[MessageResource], None]:
+        """Like `list_messages`, one page (one request) at a time, for progress reports
+        and for callers that pace each request. Close it (`aclose`) if you stop early."""
         params = _list_params(to, from_, date_sent, date_sent_before, date_sent_after, page_size)
         return self._pages(params)
 

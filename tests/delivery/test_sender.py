@@ -548,12 +548,6 @@ async def test_the_running_sender_delivers_every_reply_once_in_order(
         assert twilio.bodies_to(person) == [f"{person} {n}" for n in range(4)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): reconciling the second of two identical replies adopts the "
-    "first one's SID, mark_sent then breaks the SID's uniqueness and the row is stuck; "
-    "the sender needs a store lookup by SID to skip messages that are already ours",
-)
 async def test_an_earlier_identical_reply_is_not_adopted_by_the_next_one(rig: Rig) -> None:
     rig.twilio.plan("same", Accept(), Lost(httpx.ReadTimeout, created=False))
     first, second = await rig.enqueue("same", "same")

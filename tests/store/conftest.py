@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import pytest
 
 from adapter.store.base import Store
+from adapter.store.postgres import PostgresStore
 from adapter.store.sqlite import SQLiteStore
+from tests.postgres_db import fresh_schema
 
 # Makes a new, unopened Store on this test's database (the same one each call).
 StoreFactory = Callable[[], Store]
@@ -16,20 +20,32 @@ StoreFactory = Callable[[], Store]
 Reopen = Callable[[Store], Awaitable[Store]]
 
 
-def sqlite_backend(tmp_path: Path) -> StoreFactory:
+@contextlib.asynccontextmanager
+async def sqlite_backend(tmp_path: Path) -> AsyncIterator[StoreFactory]:
     path = tmp_path / "store.sqlite3"
-    return lambda: SQLiteStore(path)
+    yield lambda: SQLiteStore(path)
+
+
+@contextlib.asynccontextmanager
+async def postgres_backend(tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    # Skips the test when no PostgreSQL answers; a fresh schema otherwise.
+    async with fresh_schema("contract") as url:
+        yield lambda: PostgresStore(url)
 
 
 # The backends the contract suite runs against: a new one is one more line here.
-BACKENDS: dict[str, Callable[[Path], StoreFactory]] = {
+BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[StoreFactory]]] = {
     "sqlite": sqlite_backend,
+    "postgres": postgres_backend,
 }
 
 
 @pytest.fixture(params=list(BACKENDS))
-def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
-    return BACKENDS[request.param](tmp_path)
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    async with BACKENDS[request.param](tmp_path) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -171,6 +171,21 @@ async def test_a_released_text_can_be_claimed_again_at_once(store: Store) -> Non
     assert await claim_texts(store) == ["A1"]
 
 
+async def test_a_text_released_for_later_waits_and_holds_back_its_conversation(
+    store: Store,
+) -> None:
+    for message_id in ["A1", "A2", "B1", "B2"]:
+        await add_text(store, message_id, conversation=message_id[0])
+    jobs = {job.message_id: job for job in await store.claim_inbound(10, LONG_LEASE)}
+    assert sorted(jobs) == ["A1", "B1"]
+
+    await store.release_inbound(jobs["A1"].id, not_before=now() + timedelta(minutes=5))
+    await store.release_inbound(jobs["B1"].id, not_before=now() - timedelta(seconds=1))
+
+    # A1 is not due, and A2 must not overtake it; B1's time has come.
+    assert await claim_texts(store) == ["B1"]
+
+
 async def test_pending_count_includes_claimed_texts(store: Store) -> None:
     assert await store.pending_inbound_count() == 0
     for message_id in ["A1", "A2", "B1"]:
@@ -274,6 +289,20 @@ async def test_state_round_trips_and_the_last_save_wins(store: Store) -> None:
         assert await store.load_state("A") == state
 
     assert await store.load_state("B") == {}
+
+
+async def test_state_saved_outside_a_turn_round_trips_and_survives_a_restart(
+    store: Store, reopen: Reopen
+) -> None:
+    await store.save_state("records|A", {"ours": "+15550001111", "answered": False})
+    await store.save_state("records|A", {"ours": "+15550002222", "answered": True})
+    await store.save_state("records|B", {"ours": "+15550003333"})
+
+    store = await reopen(store)
+
+    assert await store.load_state("records|A") == {"ours": "+15550002222", "answered": True}
+    assert await store.load_state("records|B") == {"ours": "+15550003333"}
+    assert await store.load_state("A") == {}
 
 
 # --- outbox: claims ----------------------------------------------------------------
@@ -596,3 +625,16 @@ async def test_everything_survives_a_restart(store: Store, reopen: Reopen) -> No
     assert not await store.add_inbound("A1", "A", {"body": "Twilio retried"}, now())
     assert await claim_texts(store) == ["B2"]
     assert await claim_rows(store, now()) == [reply, proactive]
+
+
+async def test_an_outbox_row_is_found_by_its_message_sid(store: Store) -> None:
+    [first, second] = await enqueue(store, "A", "B")
+    at = now()
+    claimed = await store.claim_outbound(10, LONG_LEASE, at)
+    assert {job.id for job in claimed} == {first, second}
+    await store.mark_attempt_started(first, at)
+    await store.mark_sent(first, "SM" + "1" * 32, "queued")
+
+    found = await store.find_outbound_by_sid("SM" + "1" * 32)
+    assert found is not None and found.id == first
+    assert await store.find_outbound_by_sid("SM" + "2" * 32) is None

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 
 from adapter.twilio.emulator.config import EmulatorConfig
+from adapter.twilio.emulator.media import cdn_routes
 from adapter.twilio.emulator.rest import RestApi
 from adapter.twilio.emulator.signing import Signer
 from adapter.twilio.emulator.simulator import Simulator
@@ -31,6 +32,8 @@ def create_emulator_app(config: EmulatorConfig, state: EmulatorState | None = No
         finally:
             await state.aclose()
 
-    app = Starlette(routes=[*simulator.routes(), *rest.routes()], lifespan=lifespan)
+    app = Starlette(
+        routes=[*simulator.routes(), *cdn_routes(state), *rest.routes()], lifespan=lifespan
+    )
     app.state.emulator = state
     return app

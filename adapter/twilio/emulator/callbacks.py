@@ -45,7 +45,7 @@ async def run_outbound(
     message = state.get(sid)
     if message is not None and message.status == "accepted":
         # A Messaging Service without a From: the service picks its first sender.
-        sender = on_channel_of(config.numbers[0], message.to)
+        sender = on_channel_of(config.service_sender(message.messaging_service_sid), message.to)
         message = state.set_status(sid, "queued", from_=sender)
     if message is None:
         return

@@ -11,13 +11,7 @@ from adapter.twilio.emulator.config import EmulatorConfig
 from adapter.twilio.emulator.resource import API_VERSION
 from adapter.twilio.emulator.signing import Signer, post_signed_form
 from adapter.twilio.emulator.state import EmulatorState, StoredMessage
-
-# Twilio's default opt-out keywords; it flags such texts with OptOutType.
-OPT_OUT_TYPES = {
-    **dict.fromkeys(("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"), "STOP"),
-    **dict.fromkeys(("START", "YES", "UNSTOP"), "START"),
-    **dict.fromkeys(("HELP", "INFO"), "HELP"),
-}
+from adapter.twilio.opt_out import keyword_type
 
 
 def inbound_webhook_form(message: StoredMessage, account_sid: str) -> dict[str, str]:
@@ -55,9 +49,10 @@ def inbound_webhook_form(message: StoredMessage, account_sid: str) -> dict[str, 
     for index, media in enumerate(message.media):
         form[f"MediaContentType{index}"] = media.content_type
         form[f"MediaUrl{index}"] = media.url
-    opt_out = OPT_OUT_TYPES.get(message.body.strip().upper())
+    # Twilio flags its opt-out keywords with OptOutType.
+    opt_out = keyword_type(message.body)
     if opt_out is not None:
-        form["OptOutType"] = opt_out
+        form["OptOutType"] = str(opt_out)
     if is_whatsapp(sender):
         form["ProfileName"] = message.profile_name or ""
         form["WaId"] = number_of(sender).removeprefix("+")

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from adapter.twilio.emulator import errors
+from adapter.twilio.emulator import errors, media, numbers
 from adapter.twilio.emulator.addresses import is_address, number_of, same_channel
 from adapter.twilio.emulator.callbacks import run_outbound
 from adapter.twilio.emulator.config import EmulatorConfig
@@ -24,6 +24,7 @@ from adapter.twilio.emulator.errors import TwilioApiError
 from adapter.twilio.emulator.faults import Fault
 from adapter.twilio.emulator.forms import Form, read_form
 from adapter.twilio.emulator.listing import ListRequest, list_messages
+from adapter.twilio.emulator.opt_outs import refuse_if_unsubscribed
 from adapter.twilio.emulator.resource import (
     API_VERSION,
     MAX_BODY_LENGTH,
@@ -66,6 +67,11 @@ class RestApi:
         return [
             Route(f"{account}/Messages.json", self.messages, methods=["GET", "POST"]),
             Route(f"{account}/Messages/{{sid}}.json", self.message, methods=["GET"]),
+            Route(f"{account}.json", self.account, methods=["GET"]),
+            Route(f"{account}/IncomingPhoneNumbers.json", self.incoming_numbers, methods=["GET"]),
+            Route(
+                f"{account}/Messages/{{sid}}/Media/{{media_sid}}", self.media_file, methods=["GET"]
+            ),
             # Anything else under the API answers like Twilio, not with Starlette's text 404.
             Route(
                 f"/{API_VERSION}/{{rest:path}}",
@@ -85,6 +91,24 @@ class RestApi:
 
     async def unknown(self, request: Request) -> Response:
         return await self._answer(request, _not_found, account_scoped=False)
+
+    async def account(self, request: Request) -> Response:
+        """Fetch Account (see `numbers`)."""
+        return await self._answer(
+            request, lambda r: numbers.fetch_account(self.config, r), account_scoped=True
+        )
+
+    async def media_file(self, request: Request) -> Response:
+        """A media file of a text a person sent: a redirect to its content (see `media`)."""
+        return await self._answer(
+            request, lambda r: media.redirect_to_content(self.state, r), account_scoped=True
+        )
+
+    async def incoming_numbers(self, request: Request) -> Response:
+        """The IncomingPhoneNumbers list (see `numbers`)."""
+        return await self._answer(
+            request, lambda r: numbers.list_incoming_numbers(self.config, r), account_scoped=True
+        )
 
     async def _answer(
         self, request: Request, handler: Handler, *, account_scoped: bool
@@ -115,6 +139,13 @@ class RestApi:
         except ValueError as error:
             raise TwilioApiError(400, errors.INVALID_PARAMETER, str(error)) from None
         message = self._validated(form)
+        refuse_if_unsubscribed(
+            self.state.opt_outs,
+            self.config,
+            message.to,
+            message.from_,
+            message.messaging_service_sid,
+        )
         stored = self.state.add_message(
             direction=OUTBOUND_API,
             from_=message.from_,

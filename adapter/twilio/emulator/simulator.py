@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from adapter.messages import Media
 from adapter.twilio.emulator.addresses import (
     WHATSAPP_PREFIX,
     is_address,
@@ -29,9 +30,16 @@ from adapter.twilio.emulator.addresses import (
 from adapter.twilio.emulator.config import EmulatorConfig
 from adapter.twilio.emulator.forms import read_form
 from adapter.twilio.emulator.inbound import post_inbound
+from adapter.twilio.emulator.media import data_url_type, hosted_media
 from adapter.twilio.emulator.resource import MAX_MEDIA, message_json
 from adapter.twilio.emulator.signing import Signer
-from adapter.twilio.emulator.state import INBOUND, EmulatorState, StoredMessage, media_at
+from adapter.twilio.emulator.state import (
+    INBOUND,
+    EmulatorState,
+    StoredMessage,
+    media_at,
+    new_sid,
+)
 
 MAX_SEED = 1_000_000
 DEFAULT_PROFILE_NAME = "WhatsApp User"
@@ -63,7 +71,7 @@ class Simulator:
 
     async def inbound(self, request: Request) -> Response:
         try:
-            message = self._inbound_message(await _params(request))
+            message = self._inbound_message(await _params(request), str(request.base_url))
         except SimulationError as error:
             return error.response()
         outcome = await post_inbound(self.state, self.config, self.signer, message)
@@ -100,7 +108,7 @@ class Simulator:
             }
         )
 
-    def _inbound_message(self, params: Params) -> StoredMessage:
+    def _inbound_message(self, params: Params, base_url: str) -> StoredMessage:
         redelivered = _one(params, "MessageSid").strip()
         if redelivered:
             message = self.state.get(redelivered)
@@ -128,17 +136,27 @@ class Simulator:
             DEFAULT_PROFILE_NAME if is_whatsapp(sender) else None
         )
         now = self.state.clock()
+        # Like Twilio, the webhook links to the emulator's copy of each file (see `media`).
+        sid = new_sid(bool(urls))
+        media = [
+            hosted_media(self.state, sid, source, base_url, self.config.account_sid)
+            for source in _sources(urls, types)
+        ]
+        body = _one(params, "Body")
+        self.state.opt_outs.note_inbound(to, sender, body)
         return self.state.add_message(
             direction=INBOUND,
             from_=sender,
             to=to,
-            body=_one(params, "Body"),
+            body=body,
             status="received",
-            media=[media_at(url, types[i] if types else None) for i, url in enumerate(urls)],
-            messaging_service_sid=_one(params, "MessagingServiceSid").strip() or None,
+            media=media,
+            messaging_service_sid=_one(params, "MessagingServiceSid").strip()
+            or self.config.service_of(number_of(to)),
             profile_name=profile,
             date_created=now,
             date_sent=now,
+            sid=sid,
         )
 
     def _console_json(self, message: StoredMessage) -> dict[str, Any]:
@@ -183,6 +201,12 @@ def _address_param(value: str | None) -> str | None:
     if number.startswith(" ") and number[1:].isdigit():
         number = "+" + number[1:]
     return channel + number.strip()
+
+
+def _sources(urls: list[str], types: list[str]) -> list[Media]:
+    """The files a person sends: each URL with its given type, else the type a data: URL
+    declares, else one guessed from the URL's extension."""
+    return [media_at(url, types[i] if types else data_url_type(url)) for i, url in enumerate(urls)]
 
 
 def _one(params: Params, name: str) -> str:

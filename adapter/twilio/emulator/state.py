@@ -24,7 +24,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from adapter.messages import Media
-from adapter.twilio.emulator.segments import count_segments
+from adapter.segments import count_segments
+from adapter.twilio.emulator.hosted_media import MediaLibrary
+from adapter.twilio.emulator.opt_outs import OptOutList
 
 logger = logging.getLogger("adapter.twilio.emulator")
 
@@ -90,6 +92,10 @@ class EmulatorState:
         self._next_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        # The media people sent (served at Twilio's Media path) and who texted STOP.
+        self.media = MediaLibrary()
+        self.opt_outs = OptOutList()
+        self._listeners: list[Callable[[StoredMessage], None]] = []
 
     # -- messages ---------------------------------------------------------------------
 
@@ -107,11 +113,13 @@ class EmulatorState:
         profile_name: str | None = None,
         date_created: datetime | None = None,
         date_sent: datetime | None = None,
+        sid: str | None = None,
     ) -> StoredMessage:
+        """`sid` is made up unless given (a message whose media were hosted under it)."""
         created = date_created or self.clock()
         with self._lock:
             message = StoredMessage(
-                sid=new_sid(bool(media)),
+                sid=sid or new_sid(bool(media)),
                 seq=self._next_seq,
                 direction=direction,
                 from_=from_,
@@ -129,6 +137,7 @@ class EmulatorState:
             )
             self._next_seq += 1
             self._messages[message.sid] = message
+        self._tell_listeners(message)
         return message
 
     def get(self, sid: str) -> StoredMessage | None:
@@ -167,7 +176,21 @@ class EmulatorState:
                 error_message=error[1] if error else message.error_message,
             )
             self._messages[sid] = message
+        self._tell_listeners(message)
         return message
+
+    def add_listener(self, listener: Callable[[StoredMessage], None]) -> None:
+        """Call `listener` with each new or changed message (the dev console's live view).
+        It runs on the thread that made the change, outside the lock, so it must be quick
+        and must not call back into the state."""
+        self._listeners.append(listener)
+
+    def _tell_listeners(self, message: StoredMessage) -> None:
+        for listener in self._listeners:
+            try:
+                listener(message)
+            except Exception:
+                logger.exception("emulator listener failed on %s", message.sid)
 
     def clear(self) -> int:
         """Forget every message; returns how many there were."""

@@ -95,14 +95,16 @@ async def test_media_arrive_numbered_with_their_types(wired: Emulator, receiver:
     )
 
     webhook = (await receiver.next()).fields
-    assert response.json()["sid"].startswith("MM")
+    sid = response.json()["sid"]
+    assert sid.startswith("MM")
     assert (webhook["NumMedia"], webhook["Body"]) == ("2", "")
-    assert (webhook["MediaUrl0"], webhook["MediaContentType0"]) == (
-        "https://example.com/cat.jpg",
+    # Like Twilio, the webhook links to the emulator's own copy, at Twilio's Media path.
+    media_path = f"http://emulator/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}/Media/ME"
+    assert webhook["MediaUrl0"].startswith(media_path)
+    assert webhook["MediaUrl1"].startswith(media_path)
+    assert webhook["MediaUrl0"] != webhook["MediaUrl1"]
+    assert (webhook["MediaContentType0"], webhook["MediaContentType1"]) == (
         "image/jpeg",
-    )
-    assert (webhook["MediaUrl1"], webhook["MediaContentType1"]) == (
-        "https://example.com/clip",
         "video/mp4",
     )
 
