@@ -113,6 +113,44 @@ class _SenderGate:
     users: int = 0
 
 
+class PauseOn429:
+    """The pause every request waits out after Twilio answers 429; shared by the limiters.
+
+    With a Retry-After the pause is that long (capped); without one it starts at
+    INITIAL_BACKOFF, doubles with each 429 that arrives after the previous pause ended,
+    and halves again with each request that finishes without a 429 meanwhile.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.paused_until = float("-inf")
+        self._backoff = INITIAL_BACKOFF
+        # Bumped by every 429: a request that saw no bump while in flight is a success.
+        self.slowdowns = 0
+
+    def on_429(self, retry_after: float | None) -> float | None:
+        """Start or extend the pause; returns its length, or None when nothing changed."""
+        now = self._clock()
+        self.slowdowns += 1
+        if retry_after is not None and retry_after > 0:
+            # Capped: a bogus header must not stall every send for hours.
+            pause = min(retry_after, MAX_BACKOFF)
+        elif now >= self.paused_until:
+            # During a pause, more 429s come from requests that were already in flight
+            # when it began: they say nothing new, so only a 429 after the pause grows
+            # the next one.
+            pause = self._backoff
+            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        else:
+            return None
+        self.paused_until = max(self.paused_until, now + pause)
+        return pause
+
+    def on_success(self, slowdowns_at_start: int) -> None:
+        if self.slowdowns == slowdowns_at_start:
+            self._backoff = max(self._backoff / 2, INITIAL_BACKOFF)
+
+
 class AccountLimiter:
     """The limits of one Twilio account, for the requests of this process."""
 
@@ -143,13 +181,9 @@ class AccountLimiter:
         self._slot_freed = asyncio.Event()
         # When each admitted request's start leaves the window (start + per_seconds).
         self._window: deque[float] = deque()
-        self._paused_until = float("-inf")
+        self._pause = PauseOn429(clock)
 
         self._gates: dict[str, _SenderGate] = {}
-        self._backoff = INITIAL_BACKOFF
-        # Bumped by every slow_down(): a request that saw no bump while in flight
-        # is a success that lets the backoff shrink again.
-        self._slowdowns = 0
 
         self._waits = 0
         self._wait_seconds = 0.0
@@ -172,18 +206,7 @@ class AccountLimiter:
         return self._slot(sender)
 
     def slow_down(self, retry_after: float | None) -> None:
-        now = self._clock()
-        self._slowdowns += 1
-        if retry_after is not None and retry_after > 0:
-            # Capped: a bogus header must not stall every send for hours.
-            pause = min(retry_after, MAX_BACKOFF)
-            self._paused_until = max(self._paused_until, now + pause)
-        elif now >= self._paused_until:
-            # During a pause, more 429s come from requests that were already in
-            # flight when it began: they say nothing new, so only a 429 after the
-            # pause grows the next one.
-            self._paused_until = now + self._backoff
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+        self._pause.on_429(retry_after)
 
     @contextlib.asynccontextmanager
     async def _slot(self, sender: str | None) -> AsyncIterator[None]:
@@ -191,8 +214,7 @@ class AccountLimiter:
         try:
             yield
             # Reached only when the request did not raise.
-            if self._slowdowns == slowdowns_at_start:
-                self._backoff = max(self._backoff / 2, INITIAL_BACKOFF)
+            self._pause.on_success(slowdowns_at_start)
         finally:
             self._in_flight -= 1
             self._slot_freed.set()
@@ -211,7 +233,7 @@ class AccountLimiter:
             if waited:
                 self._waits += 1
                 self._wait_seconds += self._clock() - arrived
-        return self._slowdowns
+        return self._pause.slowdowns
 
     async def _admit_for_sender(self, sender: str, interval: float) -> bool:
         gate = self._gates.get(sender)
@@ -258,7 +280,7 @@ class AccountLimiter:
                 now = self._clock()
                 while self._window and self._window[0] <= now:
                     self._window.popleft()
-                ready_at = self._paused_until
+                ready_at = self._pause.paused_until
                 if len(self._window) >= self._rate.count:
                     ready_at = max(ready_at, self._window[0])
                 if ready_at > now:

@@ -34,13 +34,7 @@ from dataclasses import dataclass
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from adapter.delivery.ratelimit import (
-    INITIAL_BACKOFF,
-    MAX_BACKOFF,
-    AccountLimiter,
-    Limiter,
-    Rate,
-)
+from adapter.delivery.ratelimit import AccountLimiter, Limiter, PauseOn429, Rate
 from adapter.store.base import Store, StoreError
 from adapter.store.postgres import DATABASE_ERRORS, PostgresStore
 
@@ -85,9 +79,7 @@ class PostgresLimiter:
         self._queue = asyncio.Lock()
         # Our own copy of a pause we asked for, so that our next request honours it
         # even before the database has it.
-        self._paused_until = float("-inf")  # time.monotonic()
-        self._backoff = INITIAL_BACKOFF
-        self._slowdowns = 0
+        self._pause = PauseOn429(time.monotonic)
         self._sharing: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._waits = 0
@@ -112,18 +104,9 @@ class PostgresLimiter:
         return self._slot(sender)
 
     def slow_down(self, retry_after: float | None) -> None:
-        now = time.monotonic()
-        self._slowdowns += 1
-        if retry_after is not None and retry_after > 0:
-            # Capped: a bogus header must not stall every send for hours.
-            pause = min(retry_after, MAX_BACKOFF)
-        elif now >= self._paused_until:
-            # 429s from requests already in flight when a pause began say nothing new.
-            pause = self._backoff
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF)
-        else:
+        pause = self._pause.on_429(retry_after)
+        if pause is None:
             return
-        self._paused_until = max(self._paused_until, now + pause)
         task = asyncio.get_running_loop().create_task(self._share_pause(pause))
         self._sharing.add(task)
         task.add_done_callback(self._sharing.discard)
@@ -135,12 +118,11 @@ class PostgresLimiter:
         if waited:
             self._waits += 1
             self._wait_seconds += time.monotonic() - arrived
-        slowdowns_at_start = self._slowdowns
+        slowdowns_at_start = self._pause.slowdowns
         self._in_flight += 1
         try:
             yield
-            if self._slowdowns == slowdowns_at_start:
-                self._backoff = max(self._backoff / 2, INITIAL_BACKOFF)
+            self._pause.on_success(slowdowns_at_start)
         finally:
             self._in_flight -= 1
             await self._finished(request_id)
@@ -152,7 +134,7 @@ class PostgresLimiter:
         while True:
             async with self._queue:
                 while True:
-                    paused = self._paused_until - time.monotonic()
+                    paused = self._pause.paused_until - time.monotonic()
                     if paused > 0:
                         waited = True
                         await asyncio.sleep(paused)
