@@ -29,6 +29,7 @@ from adapter.delivery.retry import RetryPolicy, parse_duration
 from adapter.delivery.sender import Sender
 from adapter.delivery.status_refresh import StatusRefresher
 from adapter.events import ChannelEvents, EventFanOut
+from adapter.gc_tuning import tune_garbage_collector
 from adapter.history import HistoryService
 from adapter.logs import configure_logging, message_fields
 from adapter.media import MediaDownloader
@@ -310,7 +311,9 @@ def app_from_environment() -> Starlette:
     configure_logging(settings)
     for warning in warnings:
         logger.warning(warning)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_garbage_collector()
+    return app
 
 
 __all__ = ["Channel", "build_channel", "create_app"]

@@ -18,6 +18,7 @@ import uvicorn
 
 from adapter.app import build_channel, create_app
 from adapter.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, DEV_NUMBER
+from adapter.gc_tuning import tune_garbage_collector
 from adapter.history_cli import add_history_command
 from adapter.logs import configure_logging
 from adapter.settings import ConfigError, Settings, load_settings
@@ -36,6 +37,7 @@ def _load(args: argparse.Namespace, **overrides: object) -> Settings:
 
 
 def _run(app: object, host: str, port: int, log_level: str) -> None:
+    tune_garbage_collector()
     config = uvicorn.Config(
         app,  # type: ignore[arg-type]
         host=host,

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapter.app import build_channel, create_app
+from adapter.gc_tuning import tune_garbage_collector
 from adapter.settings import load_settings
 from adapter.twilio.webhook import EMPTY_TWIML
 
@@ -25,8 +26,10 @@ async def bare(request: Request) -> Response:
 
 def build() -> Starlette:
     settings, _ = load_settings(os.environ)
-    return create_app(
+    app = create_app(
         settings,
         channel=build_channel(settings),
         extra_routes=[Route("/bare", bare, methods=["POST"])],
     )
+    tune_garbage_collector()  # as `sms-adapter serve` does
+    return app

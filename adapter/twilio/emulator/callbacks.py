@@ -66,7 +66,8 @@ async def _notify(
         return
     form = status_callback_form(message, config.account_sid)
     try:
-        response = await post_signed_form(state.http_client(), url, form, signer)
+        async with state.posting:
+            response = await post_signed_form(state.http_client(), url, form, signer)
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         logger.warning(
             "status callback %s for %s to %s failed: %s",

@@ -35,6 +35,8 @@ OUTBOUND_API = "outbound-api"
 
 # Twilio gives up on a webhook after 15 s; so does the emulator.
 WEBHOOK_TIMEOUT_SECONDS = 15.0
+# Webhooks and callbacks posted at once; beyond this they wait their turn (see `posting`).
+MAX_CONCURRENT_POSTS = 16
 # Seeded conversations spread over this span unless told otherwise, so day filters
 # (DateSent) have several days to work on.
 DEFAULT_SEED_SPAN = timedelta(days=3)
@@ -92,6 +94,7 @@ class EmulatorState:
         self._next_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        self._posting: asyncio.Semaphore | None = None
         # The media people sent (served at Twilio's Media path) and who texted STOP.
         self.media = MediaLibrary()
         self.opt_outs = OptOutList()
@@ -239,6 +242,15 @@ class EmulatorState:
         return seeded
 
     # -- runtime ----------------------------------------------------------------------
+
+    @property
+    def posting(self) -> asyncio.Semaphore:
+        """Held while a webhook or status callback is posted. httpx's pool is slow to
+        hand out connections to a long queue of waiting requests (quadratic), so the
+        emulator keeps that queue short rather than firing every callback at once."""
+        if self._posting is None:
+            self._posting = asyncio.Semaphore(MAX_CONCURRENT_POSTS)
+        return self._posting
 
     def http_client(self) -> httpx.AsyncClient:
         """The client webhooks and status callbacks are posted with, created on first use."""
