@@ -23,6 +23,7 @@ from adapter.botframework import connector as botframework_connector
 from adapter.botframework.bridge import BotFrameworkBridge
 from adapter.bots import RouteTable, build_route_table
 from adapter.delivery.dispatcher import Dispatcher
+from adapter.delivery.early_statuses import EarlyStatuses
 from adapter.delivery.ratelimit import Limiter, parse_rate
 from adapter.delivery.ratelimit_postgres import limiter_for
 from adapter.delivery.retry import RetryPolicy, parse_duration
@@ -104,6 +105,7 @@ class Channel:
         self.botframework = BotFrameworkBridge(
             settings, self.store, self.routes, on_enqueued=self.sender.wake
         )
+        self.early_statuses = EarlyStatuses(self._apply_status)
         self.status_refresher = StatusRefresher(
             self.store,
             self.client,
@@ -130,6 +132,7 @@ class Channel:
         await self.botframework.aclose()
         await self.sender.stop(timeout)
         await self.status_refresher.stop()
+        await self.early_statuses.aclose()
         await self.client.aclose()
         if self.media is not None:
             await self.media.aclose()
@@ -165,17 +168,24 @@ class Channel:
 
     async def record_status(self, message_sid: str, status: str, error_code: int | None) -> None:
         self.events.status_callback(status)
+        if not await self._apply_status(message_sid, status, error_code):
+            self.early_statuses.hold(message_sid, status, error_code)
+
+    async def _apply_status(self, message_sid: str, status: str, error_code: int | None) -> bool:
+        """Record a status and tell the bot; False when the SID is not (yet) known."""
         record = await self.store.update_status(message_sid, status, error_code)
-        if record is not None and error_code == UNSUBSCRIBED_ERROR:
+        if record is None:
+            return False
+        if error_code == UNSUBSCRIBED_ERROR:
             await self.opt_outs.note_unsubscribed(
                 OutboundMessage.from_json(record.payload), f"error {error_code} on {message_sid}"
             )
-        if record is None or record.twilio_status != status:
-            return  # not ours, or a late status that would move backwards
+        if record.twilio_status != status:
+            return True  # a late status that would move backwards
         message = OutboundMessage.from_json(record.payload)
         route = self.routes.resolve(message.from_ or "", message.messaging_service_sid)
         if route is None:
-            return
+            return True
         update = StatusUpdate(
             message_sid=message_sid,
             status=status,
@@ -194,6 +204,7 @@ class Channel:
                 message_sid,
                 extra=message_fields(message_sid, record.conversation, bot=route.bot_name),
             )
+        return True
 
 
 def build_channel(
