@@ -12,6 +12,7 @@ webhook, parsed by the webhook's own parser, then `Router.dispatch` with a `Cont
 The conversation's state is saved as JSON between texts, as the adapter saves it, so a
 bot that keeps something JSON cannot hold in `ctx.state` fails here as it would there.
 In `async def` tests use `await chat.send(...)`; `say` and `expect` are for plain ones.
+`ctx.history()` answers from the conversation so far (`chat.transcript`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import asyncio
 import mimetypes
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from adapter.bots import load_bot
 from adapter.context import Context, jsonable_state
+from adapter.history import HistoryMessage
 from adapter.messages import InboundMessage, OutboundMessage
 from adapter.routing import Router
 from adapter.twilio.webhook import MAX_MEDIA, parse_inbound
@@ -46,19 +49,54 @@ class BotConversation:
         self.state: dict[str, Any] = {}
         self.replies: list[OutboundMessage] = []  # every reply so far, oldest first
         self.handled = False  # whether a handler matched the last text
+        # What `ctx.history()` answers: every text and reply so far, as if all delivered.
+        self.transcript: list[HistoryMessage] = []
 
     async def send(self, text: str, *, media: Sequence[str] = ()) -> list[str]:
         """Text the bot; return the bodies of its replies to this text."""
+        message = inbound_message(text, person=self.person, ours=self.ours, media=media)
+        self.transcript.append(
+            HistoryMessage(
+                sid=message.message_sid,
+                direction="inbound",
+                from_=self.person,
+                to=self.ours,
+                body=text,
+                status="received",
+                at=message.received_at,
+                num_media=len(media),
+            )
+        )
+
+        async def history(limit: int) -> list[HistoryMessage]:
+            # As in the adapter: the latest messages, oldest first, this text included.
+            return self.transcript[-limit:] if limit > 0 else []
+
         ctx = Context(
-            message=inbound_message(text, person=self.person, ours=self.ours, media=media),
+            message=message,
             state=jsonable_state(self.state),
             reply_from=self.ours,
             bot_name=self.bot_name,
+            history_provider=history,
         )
         self.handled = await self.router.dispatch(ctx)
         # Like the adapter: a turn whose state cannot be saved keeps none of its replies.
         self.state = jsonable_state(ctx.state)
         self.replies += ctx.replies
+        now = datetime.now(UTC)
+        self.transcript += [
+            HistoryMessage(
+                sid="SM" + uuid.uuid4().hex,
+                direction="outbound",
+                from_=self.ours,
+                to=self.person,
+                body=reply.body,
+                status="delivered",
+                at=now,
+                num_media=len(reply.media_urls),
+            )
+            for reply in ctx.replies
+        ]
         return [reply.body for reply in ctx.replies]
 
     def say(self, text: str, *, media: Sequence[str] = ()) -> list[str]:

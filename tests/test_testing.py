@@ -204,3 +204,20 @@ async def test_say_inside_an_event_loop_points_to_send() -> None:
 def test_media_must_be_a_list_of_at_most_ten_urls(media: Any) -> None:
     with pytest.raises(ValueError, match="list of at most 10 URLs"):
         BotConversation(counter).say("look", media=media)
+
+
+def test_history_in_a_test_conversation_is_the_conversation_so_far() -> None:
+    from adapter import Context, Router
+
+    router = Router()
+
+    @router.message()
+    async def recall(ctx: Context) -> None:
+        earlier = await ctx.history(limit=3)
+        await ctx.reply(",".join(("<" if m.inbound else ">") + m.body[:3] for m in earlier))
+
+    chat = BotConversation(router)
+    assert chat.say("one") == ["<one"]
+    assert chat.say("two") == ["<one,><on,<two"]
+    # The latest three, oldest first, the text being handled last.
+    assert chat.say("six") == ["<two,><on,<six"]
