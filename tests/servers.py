@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import uvicorn
 
 
@@ -54,3 +57,17 @@ async def wait_for(
             if result:
                 return result
             await asyncio.sleep(interval)
+
+
+def wait_until_answering(process: subprocess.Popen[str], url: str, timeout: float = 30.0) -> None:
+    """Block until `url` answers 2xx, failing with the process's stderr if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout:.0f} s"
+        time.sleep(0.1)

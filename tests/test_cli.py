@@ -6,13 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import bound_socket
+from tests.servers import bound_socket, wait_until_answering
 
 CLI = [sys.executable, "-m", "adapter.cli"]
 
@@ -91,16 +90,7 @@ def test_dev_runs_prints_what_to_do_and_stops_on_sigterm(tmp_path: Path) -> None
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "dev did not become ready"
-            time.sleep(0.1)
+        wait_until_answering(process, f"{base}/readyz")
         answer = httpx.post(
             f"{base}/_emulator/inbound", data={"From": "+15551234567", "Body": "hi"}, timeout=5
         )

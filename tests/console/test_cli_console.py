@@ -6,12 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.servers import bound_socket
+from tests.servers import bound_socket, wait_until_answering
 
 
 def test_dev_prints_the_console_url_and_serves_the_console_there(tmp_path: Path) -> None:
@@ -28,16 +27,7 @@ def test_dev_prints_the_console_url_and_serves_the_console_there(tmp_path: Path)
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "dev did not become ready"
-            time.sleep(0.1)
+        wait_until_answering(process, f"{base}/readyz")
         page = httpx.get(f"{base}/console", timeout=5)
         script = httpx.get(f"{base}/console/console.js", timeout=5)
     finally:
