@@ -79,6 +79,8 @@ class Channel:
             max_attempts=settings.send_max_attempts,
             max_age=_setting("SMS_ADAPTER_SEND_MAX_AGE", parse_duration, settings.send_max_age),
         )
+        # One record of who opted out, consulted by bots' replies, sends and status callbacks.
+        self.opt_outs = OptOuts(self.store)
         self.sender = Sender(
             self.store,
             self.client,
@@ -86,6 +88,7 @@ class Channel:
             policy,
             status_callback_url=settings.status_callback_url,
             concurrency=settings.max_concurrency,
+            opt_outs=self.opt_outs,
             observer=self.events,
         )
         self.history = HistoryService(self.store, self.client, self.limiter)
@@ -94,13 +97,13 @@ class Channel:
             self.routes,
             concurrency=settings.bot_concurrency,
             on_replies_committed=self.sender.wake,
+            opt_outs=self.opt_outs,
             observe_handling=self.events.bot_handled,
             history=self.history.provider_for,
             long_messages=settings.long_messages,
             opt_out_to_bots=settings.opt_out_to_bots,
             media_download=self.media.download if self.media is not None else None,
         )
-        self.opt_outs = OptOuts(self.store)
         # Bot Framework bots in the route table post texts through it and reply to it.
         self.botframework = BotFrameworkBridge(
             settings, self.store, self.routes, on_enqueued=self.sender.wake
@@ -176,13 +179,11 @@ class Channel:
         record = await self.store.update_status(message_sid, status, error_code)
         if record is None:
             return False
+        message = OutboundMessage.from_json(record.payload)
         if error_code == UNSUBSCRIBED_ERROR:
-            await self.opt_outs.note_unsubscribed(
-                OutboundMessage.from_json(record.payload), f"error {error_code} on {message_sid}"
-            )
+            await self.opt_outs.note_unsubscribed(message, f"error {error_code} on {message_sid}")
         if record.twilio_status != status:
             return True  # a late status that would move backwards
-        message = OutboundMessage.from_json(record.payload)
         route = self.routes.resolve(message.from_ or "", message.messaging_service_sid)
         if route is None:
             return True

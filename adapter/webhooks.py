@@ -116,6 +116,7 @@ async def messaging_webhook(request: Request) -> Response:
         logger.warning("rejected webhook: %s", error)
         return PlainTextResponse(f"not a Twilio messaging webhook: {error}", status_code=400)
 
+    fields = message_fields(message.message_sid, message.conversation)
     try:
         added = await channel.store.add_inbound(
             message.message_sid, str(message.conversation), message.to_json(), message.received_at
@@ -123,14 +124,11 @@ async def messaging_webhook(request: Request) -> Response:
     except StoreError:
         # Not acknowledged, so Twilio retries it; nothing is lost.
         logger.exception(
-            "could not store text %s; answering 503",
-            message.message_sid,
-            extra=message_fields(message.message_sid, message.conversation),
+            "could not store text %s; answering 503", message.message_sid, extra=fields
         )
         channel.events.inbound("store_unavailable")
         return PlainTextResponse("temporarily unavailable", status_code=503)
 
-    fields = message_fields(message.message_sid, message.conversation)
     if added:
         channel.events.inbound("accepted")
         logger.info(

@@ -34,6 +34,7 @@ from adapter.delivery.retry import RetryPolicy
 from adapter.delivery.sender import Sender
 from adapter.long_messages import LongMessages
 from adapter.messages import OutboundMessage
+from adapter.opt_out import OptOuts
 from adapter.routing import Router
 from adapter.settings import Settings
 from adapter.store.base import ReplyDraft, Store
@@ -180,6 +181,7 @@ def dispatcher_for(
         store,
         routes,
         concurrency=1,
+        opt_outs=OptOuts(store),
         on_replies_committed=lambda: None,
         opt_out_to_bots=opt_out_to_bots,
         long_messages=long_messages,
@@ -317,6 +319,7 @@ def sender_for(store: SQLiteStore, client: httpx.AsyncClient) -> Sender:
         RetryPolicy(max_attempts=3),
         status_callback_url=None,
         concurrency=1,
+        opt_outs=OptOuts(store),
     )
 
 

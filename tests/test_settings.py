@@ -49,7 +49,7 @@ def test_bad_values_name_the_setting(environ: dict[str, str], message: str) -> N
         load_settings(environ)
 
 
-def test_secret_values_are_not_repeated_in_errors() -> None:
+def test_secret_values_stay_out_of_repr() -> None:
     # A secret is never echoed, even when it is the invalid value.
     settings, _ = load_settings({"SMS_ADAPTER_ADMIN_TOKEN": "s3cret-admin"})
     assert "s3cret-admin" not in repr(settings)

@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from adapter.activity import Activity
 from adapter.bots import RouteTable
 from adapter.context import Context, HistoryProvider, MediaDownload, RetryLater, jsonable_state
-from adapter.delivery.worker import ClaimLoop
+from adapter.delivery.worker import ClaimLoop, ClaimLoopWorker
 from adapter.logs import message_fields
 from adapter.long_messages import LongMessages
 from adapter.messages import InboundMessage
@@ -29,7 +28,7 @@ logger = logging.getLogger("adapter.dispatcher")
 LEASE_SECONDS = 300.0
 
 
-class Dispatcher:
+class Dispatcher(ClaimLoopWorker[InboundJob]):
     def __init__(
         self,
         store: Store,
@@ -37,6 +36,7 @@ class Dispatcher:
         *,
         concurrency: int,
         on_replies_committed: Callable[[], None],
+        opt_outs: OptOuts,
         poll_interval: float = 1.0,
         observe_handling: Callable[[str, float], None] | None = None,
         history: Callable[[InboundMessage], HistoryProvider] | None = None,
@@ -46,7 +46,7 @@ class Dispatcher:
     ) -> None:
         self._store = store
         # SMS in the real world: opt-out keywords, long replies, ctx.download().
-        self._opt_outs = OptOuts(store)
+        self._opt_outs = opt_outs
         self._opt_out_to_bots = opt_out_to_bots
         self._long_messages = long_messages
         self._media_download = media_download
@@ -63,18 +63,8 @@ class Dispatcher:
             poll_interval=poll_interval,
         )
 
-    def start(self) -> None:
-        self._loop.start()
-
-    def wake(self) -> None:
-        self._loop.wake()
-
-    async def stop(self, timeout: float) -> None:
-        await self._loop.stop(timeout)
-
     async def handle(self, job: InboundJob) -> None:
         message = InboundMessage.from_json(job.payload)
-        activity = Activity.from_inbound(message)
         if not await self._reaches_bots(job, message):
             return
         route = self._routes.resolve(message.to, message.messaging_service_sid)
@@ -92,7 +82,6 @@ class Dispatcher:
         state = await self._store.load_state(job.conversation)
         reply_from, reply_service = route.reply_sender(message.to)
         ctx = Context(
-            activity=activity,
             message=message,
             state=state,
             reply_from=reply_from,
@@ -105,6 +94,7 @@ class Dispatcher:
             long_messages=self._long_messages,
             media_download=self._media_download,
         )
+        activity = ctx.activity
         started = time.perf_counter()
         try:
             matched = await route.router.dispatch(ctx)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapter.delivery.ratelimit import Limiter
 from adapter.delivery.retry import GiveUp, RetryPolicy
-from adapter.delivery.worker import ClaimLoop
+from adapter.delivery.worker import ClaimLoop, ClaimLoopWorker
 from adapter.logs import message_fields
 from adapter.messages import OutboundMessage
 from adapter.opt_out import OptOuts
@@ -49,7 +49,7 @@ class SendObserver:
     def adopted(self, job: OutboundJob) -> None: ...
 
 
-class Sender:
+class Sender(ClaimLoopWorker[OutboundJob]):
     def __init__(
         self,
         store: Store,
@@ -59,6 +59,7 @@ class Sender:
         *,
         status_callback_url: str | None,
         concurrency: int,
+        opt_outs: OptOuts,
         poll_interval: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: SendObserver | None = None,
@@ -72,7 +73,7 @@ class Sender:
         self._clock = clock
         self._observer = observer or SendObserver()
         self._rng = rng or random.Random()
-        self._opt_outs = OptOuts(store)
+        self._opt_outs = opt_outs
         self._loop: ClaimLoop[OutboundJob] = ClaimLoop(
             "sender",
             claim=lambda n: store.claim_outbound(n, LEASE_SECONDS, self._clock()),
@@ -81,15 +82,6 @@ class Sender:
             concurrency=concurrency,
             poll_interval=poll_interval,
         )
-
-    def start(self) -> None:
-        self._loop.start()
-
-    def wake(self) -> None:
-        self._loop.wake()
-
-    async def stop(self, timeout: float) -> None:
-        await self._loop.stop(timeout)
 
     async def deliver(self, job: OutboundJob) -> None:
         message = OutboundMessage.from_json(job.payload)
@@ -183,9 +175,7 @@ class Sender:
     async def _give_up(
         self, job: OutboundJob, code: int | None, reason: str, *, dead: bool
     ) -> None:
-        level = logging.ERROR
-        logger.log(
-            level,
+        logger.error(
             "outbox %s to conversation %s %s: %s",
             job.id,
             job.conversation,

@@ -21,6 +21,21 @@ Job = TypeVar("Job")
 CLAIM_INTERVAL = 0.002
 
 
+class ClaimLoopWorker(Generic[Job]):
+    """A worker built on one ClaimLoop (`self._loop`): the dispatcher and the sender."""
+
+    _loop: ClaimLoop[Job]
+
+    def start(self) -> None:
+        self._loop.start()
+
+    def wake(self) -> None:
+        self._loop.wake()
+
+    async def stop(self, timeout: float) -> None:
+        await self._loop.stop(timeout)
+
+
 class ClaimLoop(Generic[Job]):
     def __init__(
         self,

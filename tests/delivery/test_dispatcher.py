@@ -22,6 +22,7 @@ from adapter.bots import RouteSpec, RouteTable
 from adapter.context import Context
 from adapter.delivery.dispatcher import Dispatcher
 from adapter.messages import ConversationKey, InboundMessage
+from adapter.opt_out import OptOuts
 from adapter.routing import Router
 from adapter.settings import Settings
 from adapter.store.base import InboundJob
@@ -155,6 +156,7 @@ def dispatcher_for(
         store,
         RouteTable([RouteSpec("*", f"{THIS_MODULE}:{bot}")]),
         concurrency=concurrency,
+        opt_outs=OptOuts(store),
         on_replies_committed=lambda: None,
         poll_interval=poll_interval,
     )

@@ -27,6 +27,7 @@ from adapter.delivery.ratelimit import AccountLimiter, Rate
 from adapter.delivery.retry import RetryPolicy
 from adapter.delivery.sender import LEASE_SECONDS, Sender
 from adapter.messages import ConversationKey, OutboundMessage
+from adapter.opt_out import OptOuts
 from adapter.store.base import OutboundJob, OutboundRecord, ReplyDraft
 from adapter.store.sqlite import SQLiteStore
 from adapter.twilio.client import Credentials, TwilioClient
@@ -216,6 +217,7 @@ class Rig:
             self.policy,
             status_callback_url=STATUS_CALLBACK,
             concurrency=4,
+            opt_outs=OptOuts(self.store),
             clock=self.clock,
             rng=random.Random(SEED),
         )
@@ -519,6 +521,7 @@ async def test_the_running_sender_delivers_every_reply_once_in_order(
             RetryPolicy(base_delay=0.01, max_delay=0.05),
             status_callback_url=None,
             concurrency=4,
+            opt_outs=OptOuts(store),
             poll_interval=0.01,
         )
         sender.start()
