@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -50,7 +49,6 @@ from asyncpg.pool import PoolConnectionProxy
 
 from adapter.store.base import (
     FINAL_STATUSES,
-    STATUS_RANK,
     STATUS_WATCH_WINDOW,
     HistoryEntry,
     InboundJob,
@@ -62,6 +60,15 @@ from adapter.store.base import (
     StoreError,
 )
 from adapter.store.postgres_schema import migrate, quote_identifier
+from adapter.store.rows import (
+    RECORD_COLUMNS,
+    decode,
+    encode,
+    history_values,
+    moves_forward,
+    read_row,
+    save_history_sql,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +198,6 @@ CLAIM_OUTBOUND = _claim_rows(
     "job.id, job.conversation, job.payload, job.created_at, job.attempts, job.in_doubt_since",
 )
 
-RECORD_COLUMNS = """
-    id, conversation, payload, state, attempts, message_sid, twilio_status,
-    error_code, error_message, created_at
-"""
-
 NOTIFY = "SELECT pg_notify($1, kind) FROM unnest($2::text[]) AS kind"
 
 SAVE_STATE = """
@@ -239,30 +241,13 @@ FINISH_INBOUND = """
 """
 
 
-def _rank(expression: str) -> str:
-    """STATUS_RANK as SQL: the rank of a status, -1 for one we do not know."""
-    cases = " ".join(f"WHEN '{status}' THEN {rank}" for status, rank in sorted(STATUS_RANK.items()))
-    return f"(CASE {expression} {cases} ELSE -1 END)"
+SAVE_HISTORY = save_history_sql("$")
 
-
-# A status only moves forward; an entry with no status takes the one given (as SQLite).
-SAVE_HISTORY = f"""
-    INSERT INTO history AS kept (sid, conversation, direction, status, error_code, body,
-                                 num_media, num_segments, at, payload)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-    ON CONFLICT (sid) DO UPDATE SET
-        conversation = excluded.conversation,
-        direction = excluded.direction,
-        status = CASE
-            WHEN excluded.status IS NULL OR kept.status IS NULL
-                 OR {_rank("excluded.status")} > {_rank("kept.status")}
-            THEN excluded.status ELSE kept.status END,
-        error_code = coalesce(excluded.error_code, kept.error_code),
-        body = excluded.body,
-        num_media = excluded.num_media,
-        num_segments = excluded.num_segments,
-        at = excluded.at,
-        payload = excluded.payload
+# Registers this replica, or renews its heartbeat: its claims are live until then.
+HEARTBEAT = """
+    INSERT INTO replica (id, name, alive_until)
+    VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
+    ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until
 """
 
 
@@ -310,13 +295,6 @@ class PostgresStore(Store):
         self._watchers: tuple[Callable[[], None], Callable[[], None]] | None = None
         self._notifier = _Notifier(self._notify)
 
-    @property
-    def pool(self) -> asyncpg.Pool:
-        """The connection pool (for `PostgresLimiter`, which shares it)."""
-        if self._pool is None:
-            raise StoreError("the store is not open")
-        return self._pool
-
     def watch_for_work(self, inbound: Callable[[], None], outbound: Callable[[], None]) -> None:
         self._watchers = (inbound, outbound)
 
@@ -341,15 +319,7 @@ class PostgresStore(Store):
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, self.schema)
-                await conn.execute(
-                    """
-                    INSERT INTO replica (id, name, alive_until)
-                    VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
-                    """,
-                    self.replica_id,
-                    self.replica_name,
-                    self.replica_ttl,
-                )
+                await conn.execute(HEARTBEAT, self.replica_id, self.replica_name, self.replica_ttl)
                 # Rows of replicas long gone say nothing any more; their claims are
                 # already dead with them.
                 await conn.execute(
@@ -400,9 +370,9 @@ class PostgresStore(Store):
     async def add_inbound(
         self, message_id: str, conversation: str, payload: dict[str, Any], received_at: datetime
     ) -> bool:
-        encoded = _encode(payload)
+        encoded = encode(payload)
         received = _aware(received_at)
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             added = await conn.fetchval(
                 """
                 INSERT INTO inbound (message_id, conversation, payload, received_at)
@@ -424,16 +394,7 @@ class PostgresStore(Store):
         if limit <= 0:
             return []
         rows = await self._claim(LOCK_INBOUND, CLAIM_INBOUND, "inbound", limit, lease_seconds)
-        return [
-            InboundJob(
-                id=row["id"],
-                message_id=row["message_id"],
-                conversation=row["conversation"],
-                payload=_decode(row["payload"]),
-                received_at=row["received_at"],
-            )
-            for row in rows
-        ]
+        return [read_row(InboundJob, row, _as_is) for row in rows]
 
     async def finish_inbound(
         self,
@@ -444,10 +405,10 @@ class PostgresStore(Store):
     ) -> list[int]:
         # Encoded here so a payload that is not JSON fails before anything is written.
         conversations = [reply.conversation for reply in replies]
-        payloads = [_encode(reply.payload) for reply in replies]
+        payloads = [encode(reply.payload) for reply in replies]
         saved_conversation, saved_state = (None, None) if state is None else state
-        encoded_state = None if saved_state is None else _encode(saved_state)
-        async with self._connection() as conn:
+        encoded_state = None if saved_state is None else encode(saved_state)
+        async with self.connection() as conn:
             # One statement, so one transaction and one round trip.
             row = await conn.fetchrow(
                 FINISH_INBOUND,
@@ -471,22 +432,22 @@ class PostgresStore(Store):
         await self._release("inbound", job_id, None if not_before is None else _aware(not_before))
 
     async def pending_inbound_count(self) -> int:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             count = await conn.fetchval("SELECT count(*) FROM inbound WHERE state = 'pending'")
         return int(count)
 
     # --- conversation state ------------------------------------------------------
 
     async def load_state(self, conversation: str) -> dict[str, Any]:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             state = await conn.fetchval(
                 "SELECT state FROM conversation_state WHERE conversation = $1", conversation
             )
-        return {} if state is None else _decode(state)
+        return {} if state is None else decode(state)
 
     async def save_state(self, conversation: str, state: dict[str, Any]) -> None:
-        encoded = _encode(state)
-        async with self._connection() as conn:
+        encoded = encode(state)
+        async with self.connection() as conn:
             await conn.execute(SAVE_STATE, conversation, encoded)
 
     # --- outbox ------------------------------------------------------------------
@@ -495,8 +456,8 @@ class PostgresStore(Store):
         if not drafts:
             return []
         conversations = [draft.conversation for draft in drafts]
-        payloads = [_encode(draft.payload) for draft in drafts]
-        async with self._connection() as conn:
+        payloads = [encode(draft.payload) for draft in drafts]
+        async with self.connection() as conn:
             rows = await conn.fetch(ENQUEUE_OUTBOUND, conversations, payloads)
         self._notifier.poke("outbound")
         return sorted(row["id"] for row in rows)
@@ -509,17 +470,7 @@ class PostgresStore(Store):
         rows = await self._claim(
             LOCK_OUTBOUND, CLAIM_OUTBOUND, "outbound", limit, lease_seconds, _aware(now)
         )
-        return [
-            OutboundJob(
-                id=row["id"],
-                conversation=row["conversation"],
-                payload=_decode(row["payload"]),
-                created_at=row["created_at"],
-                attempts=row["attempts"],
-                in_doubt_since=row["in_doubt_since"],
-            )
-            for row in rows
-        ]
+        return [read_row(OutboundJob, row, _as_is) for row in rows]
 
     async def mark_attempt_started(self, job_id: int, at: datetime) -> None:
         await self._update_pending_outbound(
@@ -575,25 +526,19 @@ class PostgresStore(Store):
         await self._release("outbound", job_id)
 
     async def get_outbound(self, job_id: int) -> OutboundRecord | None:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {RECORD_COLUMNS} FROM outbound WHERE id = $1", job_id
-            )
-        return None if row is None else _outbound_record(row)
+        async with self.connection() as conn:
+            return await _get_record(conn, "id", job_id)
 
     async def find_outbound_by_sid(self, message_sid: str) -> OutboundRecord | None:
-        async with self._connection() as conn:
-            row = await conn.fetchrow(
-                f"SELECT {RECORD_COLUMNS} FROM outbound WHERE message_sid = $1", message_sid
-            )
-        return None if row is None else _outbound_record(row)
+        async with self.connection() as conn:
+            return await _get_record(conn, "message_sid", message_sid)
 
     async def list_outbound(
         self, state: str | None = None, limit: int = 100
     ) -> list[OutboundRecord]:
         if limit <= 0:
             return []
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
                 f"""
                 SELECT {RECORD_COLUMNS} FROM outbound
@@ -602,10 +547,10 @@ class PostgresStore(Store):
                 state,
                 limit,
             )
-        return [_outbound_record(row) for row in rows]
+        return [read_row(OutboundRecord, row, _as_is) for row in rows]
 
     async def outbox_stats(self) -> OutboxStats:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             row = await conn.fetchrow(
                 "SELECT count(*), min(created_at) FROM outbound WHERE state = 'pending'"
             )
@@ -617,7 +562,7 @@ class PostgresStore(Store):
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
     ) -> OutboundRecord | None:
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT id, twilio_status FROM outbound WHERE message_sid = $1 FOR UPDATE",
                 message_sid,
@@ -629,7 +574,7 @@ class PostgresStore(Store):
                 await conn.execute(
                     "UPDATE outbound SET status_updated_at = now() WHERE id = $1", row["id"]
                 )
-            elif _moves_forward(row["twilio_status"], status):
+            elif moves_forward(row["twilio_status"], status):
                 await conn.execute(
                     """
                     UPDATE outbound
@@ -642,16 +587,12 @@ class PostgresStore(Store):
                     status in FINAL_STATUSES,
                     error_code,
                 )
-            updated = await conn.fetchrow(
-                f"SELECT {RECORD_COLUMNS} FROM outbound WHERE id = $1", row["id"]
-            )
-        assert updated is not None
-        return _outbound_record(updated)
+            return await _get_record(conn, "id", row["id"])
 
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
         if limit <= 0:
             return []
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
                 f"""
                 SELECT {RECORD_COLUMNS} FROM outbound
@@ -663,12 +604,12 @@ class PostgresStore(Store):
                 STATUS_WATCH_WINDOW.total_seconds(),
                 limit,
             )
-        return [_outbound_record(row) for row in rows]
+        return [read_row(OutboundRecord, row, _as_is) for row in rows]
 
     # --- opt-out -----------------------------------------------------------------
 
     async def set_opted_out(self, ours: str, person: str, opted_out: bool, reason: str) -> None:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             await conn.execute(
                 """
                 INSERT INTO opt_out (ours, person, opted_out, reason, updated_at)
@@ -685,7 +626,7 @@ class PostgresStore(Store):
             )
 
     async def is_opted_out(self, ours: str, person: str) -> bool:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             opted_out = await conn.fetchval(
                 "SELECT opted_out FROM opt_out WHERE ours = $1 AND person = $2", ours, person
             )
@@ -694,24 +635,10 @@ class PostgresStore(Store):
     # --- conversation history cache ------------------------------------------------
 
     async def save_history(self, entries: list[HistoryEntry]) -> None:
-        rows = [
-            (
-                e.sid,
-                e.conversation,
-                e.direction,
-                e.status,
-                e.error_code,
-                e.body,
-                e.num_media,
-                e.num_segments,
-                _aware(e.at),
-                _encode(e.payload),
-            )
-            for e in entries
-        ]
+        rows = [history_values(entry, _aware(entry.at)) for entry in entries]
         if not rows:
             return
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             # One statement per entry, all in one transaction (executemany is atomic).
             await conn.executemany(SAVE_HISTORY, rows)
 
@@ -720,7 +647,7 @@ class PostgresStore(Store):
     ) -> list[HistoryEntry]:
         if limit <= 0:
             return []
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
                 """
                 SELECT * FROM history
@@ -731,12 +658,12 @@ class PostgresStore(Store):
                 None if before is None else _aware(before),
                 limit,
             )
-        return [_history_entry(row) for row in reversed(rows)]
+        return [read_row(HistoryEntry, row, _as_is) for row in reversed(rows)]
 
     async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
         if limit <= 0:
             return []
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = await conn.fetch(
                 """
                 SELECT * FROM history
@@ -747,10 +674,10 @@ class PostgresStore(Store):
                 sorted(FINAL_STATUSES),
                 limit,
             )
-        return [_history_entry(row) for row in rows]
+        return [read_row(HistoryEntry, row, _as_is) for row in rows]
 
     async def history_synced_through(self, conversation: str) -> datetime | None:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             moment = await conn.fetchval(
                 "SELECT synced_through FROM history_sync WHERE conversation = $1", conversation
             )
@@ -758,7 +685,7 @@ class PostgresStore(Store):
         return moment
 
     async def set_history_synced_through(self, conversation: str, moment: datetime) -> None:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             await conn.execute(
                 """
                 INSERT INTO history_sync (conversation, synced_through) VALUES ($1, $2)
@@ -771,9 +698,12 @@ class PostgresStore(Store):
     # --- plumbing ----------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
-        """A pooled connection; database trouble comes out as StoreError."""
-        pool = self.pool
+    async def connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection (`PostgresLimiter` shares them); database trouble comes out
+        as StoreError."""
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is not open")
         try:
             async with pool.acquire(timeout=self._connect_timeout) as conn:
                 yield conn
@@ -789,7 +719,7 @@ class PostgresStore(Store):
         lease_seconds: float,
         now: datetime | None = None,
     ) -> list[asyncpg.Record]:
-        async with self._connection() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             locked = await conn.fetch(lock, now, limit, claim_lock_prefix(self.schema, table))
             if not locked:
                 return []
@@ -801,7 +731,7 @@ class PostgresStore(Store):
         # An outbox row keeps the not_before of its last retry; a text takes the one given.
         later = ", not_before = $2" if table == "inbound" else ""
         values = (not_before,) if table == "inbound" else ()
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             released = await conn.fetchval(
                 f"""
                 UPDATE {table} SET claimed_until = NULL, claimed_by = NULL{later}
@@ -821,7 +751,7 @@ class PostgresStore(Store):
         if held_by_us:
             values = (*values, self.replica_id)
             fence = f" AND (claimed_by IS NULL OR claimed_by = ${len(values) + 1})"
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             updated = await conn.fetchval(
                 f"""
                 UPDATE outbound SET {assignments}
@@ -834,7 +764,7 @@ class PostgresStore(Store):
                 raise await _not_pending(conn, "outbound", job_id)
 
     async def _notify(self, kinds: list[str]) -> None:
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             await conn.execute(NOTIFY, self.channel, kinds)
 
     def _server_settings(self) -> dict[str, str]:
@@ -849,16 +779,9 @@ class PostgresStore(Store):
         while True:
             await asyncio.sleep(self.replica_ttl / 5)
             try:
-                async with self._connection() as conn:
+                async with self.connection() as conn:
                     await conn.execute(
-                        """
-                        INSERT INTO replica (id, name, alive_until)
-                        VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
-                        ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until
-                        """,
-                        self.replica_id,
-                        self.replica_name,
-                        self.replica_ttl,
+                        HEARTBEAT, self.replica_id, self.replica_name, self.replica_ttl
                     )
             except StoreError as error:
                 if not failing:
@@ -968,54 +891,20 @@ async def _not_pending(
     return LookupError(f"{table} job {job_id} has been claimed by another replica since")
 
 
-def _moves_forward(current: str | None, new: str) -> bool:
-    if new not in STATUS_RANK:
-        return False
-    return STATUS_RANK[new] > STATUS_RANK.get(current or "", -1)
+async def _get_record(
+    conn: PoolConnectionProxy[asyncpg.Record], column: str, value: object
+) -> OutboundRecord | None:
+    row = await conn.fetchrow(f"SELECT {RECORD_COLUMNS} FROM outbound WHERE {column} = $1", value)
+    return None if row is None else read_row(OutboundRecord, row, _as_is)
 
 
-def _outbound_record(row: asyncpg.Record) -> OutboundRecord:
-    return OutboundRecord(
-        id=row["id"],
-        conversation=row["conversation"],
-        payload=_decode(row["payload"]),
-        state=row["state"],
-        attempts=row["attempts"],
-        message_sid=row["message_sid"],
-        twilio_status=row["twilio_status"],
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        created_at=row["created_at"],
-    )
-
-
-def _history_entry(row: asyncpg.Record) -> HistoryEntry:
-    return HistoryEntry(
-        sid=row["sid"],
-        conversation=row["conversation"],
-        direction=row["direction"],
-        status=row["status"],
-        error_code=row["error_code"],
-        body=row["body"],
-        num_media=row["num_media"],
-        num_segments=row["num_segments"],
-        at=row["at"],
-        payload=_decode(row["payload"]),
-    )
+def _as_is(moment: datetime) -> datetime:
+    """asyncpg reads timestamptz as an aware datetime already."""
+    return moment
 
 
 def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _encode(value: dict[str, Any]) -> str:
-    # allow_nan=False: NaN is not JSON, and PostgreSQL's json type refuses it.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def _decode(text: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(text)
-    return value
 
 
 def _aware(moment: datetime) -> datetime:

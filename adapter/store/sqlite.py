@@ -20,7 +20,6 @@ Behaviour the contract leaves open, chosen here and pinned by the contract suite
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import queue
@@ -35,7 +34,6 @@ from typing import Any, Generic, TypeVar
 
 from adapter.store.base import (
     FINAL_STATUSES,
-    STATUS_RANK,
     STATUS_WATCH_WINDOW,
     HistoryEntry,
     InboundJob,
@@ -45,6 +43,15 @@ from adapter.store.base import (
     ReplyDraft,
     Store,
     StoreError,
+)
+from adapter.store.rows import (
+    RECORD_COLUMNS,
+    decode,
+    encode,
+    history_values,
+    moves_forward,
+    read_row,
+    save_history_sql,
 )
 
 T = TypeVar("T")
@@ -183,10 +190,7 @@ CLAIM_OUTBOUND = """
     LIMIT :limit
 """
 
-RECORD_COLUMNS = """
-    id, conversation, payload, state, attempts, message_sid, twilio_status,
-    error_code, error_message, created_at
-"""
+SAVE_HISTORY = save_history_sql("?")
 
 
 class SQLiteStore(Store):
@@ -227,7 +231,7 @@ class SQLiteStore(Store):
     async def add_inbound(
         self, message_id: str, conversation: str, payload: dict[str, Any], received_at: datetime
     ) -> bool:
-        row = (message_id, conversation, _encode(payload), _to_epoch(received_at))
+        row = (message_id, conversation, encode(payload), _to_epoch(received_at))
 
         def insert(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
@@ -253,7 +257,7 @@ class SQLiteStore(Store):
                 "UPDATE inbound SET claimed_until = ? WHERE id = ?",
                 [(now + lease_seconds, row["id"]) for row in rows],
             )
-            return [_inbound_job(row) for row in rows]
+            return [read_row(InboundJob, row, _from_epoch) for row in rows]
 
         return await self._writer.run(claim)
 
@@ -265,8 +269,8 @@ class SQLiteStore(Store):
         error: str | None = None,
     ) -> list[int]:
         # Encoded here so a payload that is not JSON fails before anything is written.
-        drafts = [(reply.conversation, _encode(reply.payload)) for reply in replies]
-        saved_state = None if state is None else (state[0], _encode(state[1]))
+        drafts = [(reply.conversation, encode(reply.payload)) for reply in replies]
+        saved_state = None if state is None else (state[0], encode(state[1]))
 
         def finish(db: sqlite3.Connection) -> list[int]:
             now = time.time()
@@ -313,12 +317,12 @@ class SQLiteStore(Store):
             row = db.execute(
                 "SELECT state FROM conversation_state WHERE conversation = ?", (conversation,)
             ).fetchone()
-            return {} if row is None else _decode(row["state"])
+            return {} if row is None else decode(row["state"])
 
         return await self._writer.run(load)
 
     async def save_state(self, conversation: str, state: dict[str, Any]) -> None:
-        encoded = _encode(state)
+        encoded = encode(state)
 
         def save(db: sqlite3.Connection) -> None:
             _save_state(db, conversation, encoded, now=time.time())
@@ -328,7 +332,7 @@ class SQLiteStore(Store):
     # --- outbox ------------------------------------------------------------------
 
     async def enqueue_outbound(self, drafts: list[ReplyDraft]) -> list[int]:
-        encoded = [(draft.conversation, _encode(draft.payload)) for draft in drafts]
+        encoded = [(draft.conversation, encode(draft.payload)) for draft in drafts]
         if not encoded:
             return []
 
@@ -350,7 +354,7 @@ class SQLiteStore(Store):
                 "UPDATE outbound SET claimed_until = ? WHERE id = ?",
                 [(at + lease_seconds, row["id"]) for row in rows],
             )
-            return [_outbound_job(row) for row in rows]
+            return [read_row(OutboundJob, row, _from_epoch) for row in rows]
 
         return await self._writer.run(claim)
 
@@ -437,7 +441,7 @@ class SQLiteStore(Store):
                 f"SELECT {RECORD_COLUMNS} FROM outbound {where} ORDER BY id LIMIT :limit",
                 {"state": state, "limit": limit},
             ).fetchall()
-            return [_outbound_record(row) for row in rows]
+            return [read_row(OutboundRecord, row, _from_epoch) for row in rows]
 
         return await self._writer.run(list_rows)
 
@@ -446,7 +450,10 @@ class SQLiteStore(Store):
             row = db.execute(
                 "SELECT count(*), min(created_at) FROM outbound WHERE state = 'pending'"
             ).fetchone()
-            return OutboxStats(depth=int(row[0]), oldest_pending_at=_to_datetime(row[1]))
+            return OutboxStats(
+                depth=int(row[0]),
+                oldest_pending_at=None if row[1] is None else _from_epoch(row[1]),
+            )
 
         return await self._writer.run(stats)
 
@@ -467,7 +474,7 @@ class SQLiteStore(Store):
                     "UPDATE outbound SET status_updated_at = ? WHERE id = ?",
                     (time.time(), row["id"]),
                 )
-            elif _moves_forward(row["twilio_status"], status):
+            elif moves_forward(row["twilio_status"], status):
                 db.execute(
                     """
                     UPDATE outbound
@@ -496,7 +503,7 @@ class SQLiteStore(Store):
                 """,
                 (before, time.time() - STATUS_WATCH_WINDOW.total_seconds(), limit),
             ).fetchall()
-            return [_outbound_record(row) for row in rows]
+            return [read_row(OutboundRecord, row, _from_epoch) for row in rows]
 
         return await self._writer.run(unfinished)
 
@@ -530,47 +537,12 @@ class SQLiteStore(Store):
     # --- conversation history cache ------------------------------------------------
 
     async def save_history(self, entries: list[HistoryEntry]) -> None:
-        rows = [
-            (
-                e.sid,
-                e.conversation,
-                e.direction,
-                e.status,
-                e.error_code,
-                e.body,
-                e.num_media,
-                e.num_segments,
-                _to_epoch(e.at),
-                _encode(e.payload),
-            )
-            for e in entries
-        ]
+        rows = [history_values(entry, _to_epoch(entry.at)) for entry in entries]
         if not rows:
             return
 
         def save(db: sqlite3.Connection) -> None:
-            for row in rows:
-                current = db.execute(
-                    "SELECT status FROM history WHERE sid = ?", (row[0],)
-                ).fetchone()
-                status = row[3]
-                if current is not None and status is not None and current["status"] is not None:
-                    if not _moves_forward(current["status"], status):
-                        status = current["status"]
-                db.execute(
-                    """
-                    INSERT INTO history (sid, conversation, direction, status, error_code, body,
-                                         num_media, num_segments, at, payload)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (sid) DO UPDATE SET
-                        conversation = excluded.conversation, direction = excluded.direction,
-                        status = excluded.status, error_code = coalesce(excluded.error_code, error_code),
-                        body = excluded.body, num_media = excluded.num_media,
-                        num_segments = excluded.num_segments, at = excluded.at,
-                        payload = excluded.payload
-                    """,
-                    (*row[:3], status, *row[4:]),
-                )
+            db.executemany(SAVE_HISTORY, rows)
 
         await self._writer.run(save)
 
@@ -589,11 +561,13 @@ class SQLiteStore(Store):
                 """,
                 (conversation, until, limit),
             ).fetchall()
-            return [_history_entry(row) for row in reversed(rows)]
+            return [read_row(HistoryEntry, row, _from_epoch) for row in reversed(rows)]
 
         return await self._writer.run(read)
 
     async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
+        if limit <= 0:
+            return []  # SQLite reads LIMIT -1 as "no limit"
         finals = tuple(FINAL_STATUSES)
 
         def read(db: sqlite3.Connection) -> list[HistoryEntry]:
@@ -606,7 +580,7 @@ class SQLiteStore(Store):
                 """,
                 (conversation, *finals, limit),
             ).fetchall()
-            return [_history_entry(row) for row in rows]
+            return [read_row(HistoryEntry, row, _from_epoch) for row in rows]
 
         return await self._writer.run(read)
 
@@ -894,19 +868,7 @@ def _settle(
     loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: _Outcome
 ) -> None:
     """Resolve `future` on its own loop, from the writer thread."""
-
-    def settle() -> None:
-        if future.done():  # the caller was cancelled and no longer waits
-            return
-        if outcome.error is not None:
-            future.set_exception(outcome.error)
-        else:
-            future.set_result(outcome.value)
-
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:
-        pass  # the loop is closed: nobody is waiting any more
+    _settle_on(loop, [(future, outcome)])
 
 
 def _settle_batch(batch: list[_Call[Any]], outcomes: list[_Outcome]) -> None:
@@ -915,22 +877,26 @@ def _settle_batch(batch: list[_Call[Any]], outcomes: list[_Outcome]) -> None:
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
     for call, outcome in zip(batch, outcomes, strict=True):
         by_loop.setdefault(call.loop, []).append((call.future, outcome))
-
     for loop, settled in by_loop.items():
+        _settle_on(loop, settled)
 
-        def settle_all(settled: list[tuple[asyncio.Future[Any], _Outcome]] = settled) -> None:
-            for future, outcome in settled:
-                if future.done():  # the caller was cancelled and no longer waits
-                    continue
-                if outcome.error is not None:
-                    future.set_exception(outcome.error)
-                else:
-                    future.set_result(outcome.value)
 
-        try:
-            loop.call_soon_threadsafe(settle_all)
-        except RuntimeError:
-            pass  # the loop is closed: nobody is waiting any more
+def _settle_on(
+    loop: asyncio.AbstractEventLoop, settled: list[tuple[asyncio.Future[Any], _Outcome]]
+) -> None:
+    def settle_all() -> None:
+        for future, outcome in settled:
+            if future.done():  # the caller was cancelled and no longer waits
+                continue
+            if outcome.error is not None:
+                future.set_exception(outcome.error)
+            else:
+                future.set_result(outcome.value)
+
+    try:
+        loop.call_soon_threadsafe(settle_all)
+    except RuntimeError:
+        pass  # the loop is closed: nobody is waiting any more
 
 
 # --- rows and values ---------------------------------------------------------------
@@ -966,7 +932,7 @@ def _save_state(db: sqlite3.Connection, conversation: str, state: str, now: floa
 
 def _get_record(db: sqlite3.Connection, where: str, value: object) -> OutboundRecord | None:
     row = db.execute(f"SELECT {RECORD_COLUMNS} FROM outbound WHERE {where}", (value,)).fetchone()
-    return None if row is None else _outbound_record(row)
+    return None if row is None else read_row(OutboundRecord, row, _from_epoch)
 
 
 def _not_pending(db: sqlite3.Connection, table: str, job_id: int) -> LookupError:
@@ -974,73 +940,6 @@ def _not_pending(db: sqlite3.Connection, table: str, job_id: int) -> LookupError
     if row is None:
         return LookupError(f"no {table} job {job_id}")
     return LookupError(f"{table} job {job_id} is {row['state']}, no longer pending")
-
-
-def _moves_forward(current: str | None, new: str) -> bool:
-    if new not in STATUS_RANK:
-        return False
-    return STATUS_RANK[new] > STATUS_RANK.get(current or "", -1)
-
-
-def _inbound_job(row: sqlite3.Row) -> InboundJob:
-    return InboundJob(
-        id=row["id"],
-        message_id=row["message_id"],
-        conversation=row["conversation"],
-        payload=_decode(row["payload"]),
-        received_at=_from_epoch(row["received_at"]),
-    )
-
-
-def _outbound_job(row: sqlite3.Row) -> OutboundJob:
-    return OutboundJob(
-        id=row["id"],
-        conversation=row["conversation"],
-        payload=_decode(row["payload"]),
-        created_at=_from_epoch(row["created_at"]),
-        attempts=row["attempts"],
-        in_doubt_since=_to_datetime(row["in_doubt_since"]),
-    )
-
-
-def _history_entry(row: sqlite3.Row) -> HistoryEntry:
-    return HistoryEntry(
-        sid=row["sid"],
-        conversation=row["conversation"],
-        direction=row["direction"],
-        status=row["status"],
-        error_code=row["error_code"],
-        body=row["body"],
-        num_media=row["num_media"],
-        num_segments=row["num_segments"],
-        at=_from_epoch(row["at"]),
-        payload=_decode(row["payload"]),
-    )
-
-
-def _outbound_record(row: sqlite3.Row) -> OutboundRecord:
-    return OutboundRecord(
-        id=row["id"],
-        conversation=row["conversation"],
-        payload=_decode(row["payload"]),
-        state=row["state"],
-        attempts=row["attempts"],
-        message_sid=row["message_sid"],
-        twilio_status=row["twilio_status"],
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        created_at=_from_epoch(row["created_at"]),
-    )
-
-
-def _encode(value: dict[str, Any]) -> str:
-    # allow_nan=False: NaN is not JSON, and another backend's JSON type would refuse it.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def _decode(text: str) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(text)
-    return value
 
 
 def _to_epoch(moment: datetime) -> float:
@@ -1051,7 +950,3 @@ def _to_epoch(moment: datetime) -> float:
 
 def _from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def _to_datetime(seconds: float | None) -> datetime | None:
-    return None if seconds is None else _from_epoch(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from adapter.store.base import HistoryEntry, Store
@@ -61,6 +62,20 @@ async def test_history_upsert_keeps_status_moving_forward(store: Store) -> None:
     assert [e.sid for e in await store.unfinished_history("A", 10)] == ["m2o"]
     await store.save_history([entry("m2o", 2, status="undelivered")])
     assert await store.unfinished_history("A", 10) == []
+
+
+async def test_history_upsert_takes_the_newest_fields_but_keeps_a_known_error_code(
+    store: Store,
+) -> None:
+    first = replace(entry("m1o", 1, status="undelivered"), error_code=30003)
+    await store.save_history([first])
+    newer = replace(entry("m1o", 2, status=None), body="edited", payload={"v": 2})
+    await store.save_history([newer])
+
+    [saved] = await store.read_history("A", limit=5)
+    assert (saved.body, saved.payload, saved.at) == ("edited", {"v": 2}, newer.at)
+    assert saved.error_code == 30003  # a later view without the code does not erase it
+    assert saved.status is None  # an entry without a status takes the one given
 
 
 async def test_history_sync_mark_round_trips(store: Store, reopen: Reopen) -> None:

@@ -349,7 +349,7 @@ async def _wait_until_listening(store: PostgresStore) -> None:
 
 REPLICA_SCRIPT = """
 import asyncio, sys
-from adapter.store.postgres import CLAIM_INBOUND, LOCK_INBOUND, PostgresStore, claim_lock_prefix
+from adapter.store.postgres import PostgresStore
 
 async def main() -> None:
     store = PostgresStore(sys.argv[1], replica_ttl=float(sys.argv[2]))
