@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from adapter.delivery.retry import parse_duration
+from adapter.twilio.errors import TwilioRateLimited
 
 # Twilio answers a request with 429 when the account has too many in flight; its
 # documentation gives no number for the threshold (reports put it around 100 per
@@ -151,7 +152,52 @@ class PauseOn429:
             self._backoff = max(self._backoff / 2, INITIAL_BACKOFF)
 
 
-class AccountLimiter:
+class LimiterBase:
+    """The settings and counters every limiter has: `AccountLimiter` here, and
+    `PostgresLimiter` (adapter.delivery.ratelimit_postgres)."""
+
+    def __init__(
+        self,
+        *,
+        max_concurrency: int,
+        rate: Rate,
+        per_sender_mps: float | None,
+        clock: Callable[[], float],
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        if per_sender_mps is not None and not per_sender_mps > 0:
+            raise ValueError(f"per_sender_mps must be positive, not {per_sender_mps}")
+        self._max_concurrency = max_concurrency
+        self._rate = rate
+        self._sender_interval = None if per_sender_mps is None else 1.0 / per_sender_mps
+        self._clock = clock
+        self._pause = PauseOn429(clock)
+        self._in_flight = 0
+        self._waits = 0
+        self._wait_seconds = 0.0
+
+    @property
+    def waits(self) -> int:
+        """How many of this process's requests had to wait for a slot (for metrics)."""
+        return self._waits
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long, in total, this process's requests waited for a slot (for metrics)."""
+        return self._wait_seconds
+
+    @property
+    def in_flight(self) -> int:
+        """This process's requests in flight."""
+        return self._in_flight
+
+    def _count_wait(self, arrived: float) -> None:
+        self._waits += 1
+        self._wait_seconds += self._clock() - arrived
+
+
+class AccountLimiter(LimiterBase):
     """The limits of one Twilio account, for the requests of this process."""
 
     def __init__(
@@ -163,44 +209,20 @@ class AccountLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
-        if per_sender_mps is not None and not per_sender_mps > 0:
-            raise ValueError(f"per_sender_mps must be positive, not {per_sender_mps}")
-        self._max_concurrency = max_concurrency
-        self._rate = rate
-        self._sender_interval = None if per_sender_mps is None else 1.0 / per_sender_mps
-        self._clock = clock
+        super().__init__(
+            max_concurrency=max_concurrency, rate=rate, per_sender_mps=per_sender_mps, clock=clock
+        )
         self._sleep = sleep
 
         # Only the holder of `_admission` looks at or changes the state below, so
         # the checks and the bookkeeping of one admission cannot interleave with
         # another's; asyncio.Lock wakes its waiters in arrival order.
         self._admission = asyncio.Lock()
-        self._in_flight = 0
         self._slot_freed = asyncio.Event()
         # When each admitted request's start leaves the window (start + per_seconds).
         self._window: deque[float] = deque()
-        self._pause = PauseOn429(clock)
 
         self._gates: dict[str, _SenderGate] = {}
-
-        self._waits = 0
-        self._wait_seconds = 0.0
-
-    @property
-    def waits(self) -> int:
-        """How many requests had to wait for a slot (for metrics)."""
-        return self._waits
-
-    @property
-    def wait_seconds(self) -> float:
-        """How long, in total, requests waited for a slot (for metrics)."""
-        return self._wait_seconds
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
 
     def slot(self, sender: str | None = None) -> AbstractAsyncContextManager[None]:
         return self._slot(sender)
@@ -215,6 +237,11 @@ class AccountLimiter:
             yield
             # Reached only when the request did not raise.
             self._pause.on_success(slowdowns_at_start)
+        except TwilioRateLimited as error:
+            # Every request made in a slot teaches the limiter about Twilio's 429s, so
+            # no caller (sender, reconciliation, history) has to remember to.
+            self.slow_down(error.retry_after)
+            raise
         finally:
             self._in_flight -= 1
             self._slot_freed.set()
@@ -231,8 +258,7 @@ class AccountLimiter:
         finally:
             # Cancelled waits count too: they are time callers spent blocked.
             if waited:
-                self._waits += 1
-                self._wait_seconds += self._clock() - arrived
+                self._count_wait(arrived)
         return self._pause.slowdowns
 
     async def _admit_for_sender(self, sender: str, interval: float) -> bool:

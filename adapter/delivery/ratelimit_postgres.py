@@ -31,12 +31,10 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
-
-from adapter.delivery.ratelimit import AccountLimiter, Limiter, PauseOn429, Rate
+from adapter.delivery.ratelimit import AccountLimiter, Limiter, LimiterBase, Rate
 from adapter.store.base import Store, StoreError
-from adapter.store.postgres import DATABASE_ERRORS, PostgresStore
+from adapter.store.postgres import PostgresStore
+from adapter.twilio.errors import TwilioRateLimited
 
 logger = logging.getLogger("adapter.ratelimit")
 
@@ -55,7 +53,7 @@ class _Verdict:
     sender_only: bool = False  # only the sender's pace holds it back
 
 
-class PostgresLimiter:
+class PostgresLimiter(LimiterBase):
     """The limits of one Twilio account (`scope`), for every replica on `store`."""
 
     def __init__(
@@ -67,38 +65,18 @@ class PostgresLimiter:
         per_sender_mps: float | None = None,
         scope: str = "twilio",
     ) -> None:
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
-        if per_sender_mps is not None and not per_sender_mps > 0:
-            raise ValueError(f"per_sender_mps must be positive, not {per_sender_mps}")
+        # The pause (self._pause) is our own copy of one we asked for, so that our next
+        # request honours it even before the database has it.
+        super().__init__(
+            max_concurrency=max_concurrency,
+            rate=rate,
+            per_sender_mps=per_sender_mps,
+            clock=time.monotonic,
+        )
         self._store = store
-        self._max_concurrency = max_concurrency
-        self._rate = rate
-        self._sender_interval = None if per_sender_mps is None else 1.0 / per_sender_mps
         self._scope = scope
         self._queue = asyncio.Lock()
-        # Our own copy of a pause we asked for, so that our next request honours it
-        # even before the database has it.
-        self._pause = PauseOn429(time.monotonic)
         self._sharing: set[asyncio.Task[None]] = set()
-        self._in_flight = 0
-        self._waits = 0
-        self._wait_seconds = 0.0
-
-    @property
-    def waits(self) -> int:
-        """How many of this process's requests had to wait for a slot (for metrics)."""
-        return self._waits
-
-    @property
-    def wait_seconds(self) -> float:
-        """How long, in total, this process's requests waited for a slot (for metrics)."""
-        return self._wait_seconds
-
-    @property
-    def in_flight(self) -> int:
-        """This process's requests in flight (the fleet's are in the database)."""
-        return self._in_flight
 
     def slot(self, sender: str | None = None) -> AbstractAsyncContextManager[None]:
         return self._slot(sender)
@@ -113,16 +91,18 @@ class PostgresLimiter:
 
     @contextlib.asynccontextmanager
     async def _slot(self, sender: str | None) -> AsyncIterator[None]:
-        arrived = time.monotonic()
+        arrived = self._clock()
         request_id, waited = await self._acquire(sender)
         if waited:
-            self._waits += 1
-            self._wait_seconds += time.monotonic() - arrived
+            self._count_wait(arrived)
         slowdowns_at_start = self._pause.slowdowns
         self._in_flight += 1
         try:
             yield
             self._pause.on_success(slowdowns_at_start)
+        except TwilioRateLimited as error:
+            self.slow_down(error.retry_after)  # as AccountLimiter: the slot hears the 429
+            raise
         finally:
             self._in_flight -= 1
             await self._finished(request_id)
@@ -134,7 +114,7 @@ class PostgresLimiter:
         while True:
             async with self._queue:
                 while True:
-                    paused = self._pause.paused_until - time.monotonic()
+                    paused = self._pause.paused_until - self._clock()
                     if paused > 0:
                         waited = True
                         await asyncio.sleep(paused)
@@ -149,7 +129,7 @@ class PostgresLimiter:
             await asyncio.sleep(verdict.wait)  # out of the queue: others may go meanwhile
 
     async def _try_admit(self, sender: str | None) -> _Verdict:
-        async with self._connection() as conn:
+        async with self._store.connection() as conn:
             row = await conn.fetchrow(
                 "SELECT * FROM rate_admit($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 self._scope,
@@ -170,7 +150,7 @@ class PostgresLimiter:
 
     async def _finished(self, request_id: int) -> None:
         try:
-            async with self._connection() as conn:
+            async with self._store.connection() as conn:
                 await conn.execute("SELECT rate_done($1)", request_id)
         except StoreError as error:
             # The slot stays taken until this replica's heartbeat lapses or it ages out.
@@ -178,7 +158,7 @@ class PostgresLimiter:
 
     async def _share_pause(self, seconds: float) -> None:
         try:
-            async with self._connection() as conn:
+            async with self._store.connection() as conn:
                 await conn.execute(
                     """
                     INSERT INTO rate_pause (scope, paused_until)
@@ -191,15 +171,6 @@ class PostgresLimiter:
                 )
         except StoreError as error:
             logger.warning("could not tell the other replicas to pause after a 429: %s", error)
-
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
-        """A pooled connection; each statement on it is a transaction of its own."""
-        try:
-            async with self._store.pool.acquire(timeout=10) as conn:
-                yield conn
-        except DATABASE_ERRORS as error:
-            raise StoreError(f"rate limiter on {self._store.url}: {error}") from error
 
 
 def limiter_for(

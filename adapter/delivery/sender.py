@@ -24,7 +24,6 @@ from adapter.twilio.client import TwilioClient
 from adapter.twilio.errors import (
     TwilioApiError,
     TwilioError,
-    TwilioRateLimited,
     TwilioTransportError,
 )
 from adapter.twilio.opt_out import UNSUBSCRIBED_ERROR
@@ -142,9 +141,8 @@ class Sender(ClaimLoopWorker[OutboundJob]):
         )
 
     async def _after_error(self, job: OutboundJob, error: TwilioError, *, in_doubt: bool) -> None:
+        # A 429 has already slowed the limiter down: it saw the error leave its slot.
         retry_after = error.retry_after if isinstance(error, TwilioApiError) else None
-        if isinstance(error, TwilioRateLimited):
-            self._limiter.slow_down(retry_after)
         now = self._clock()
         decision = self._policy.decide(
             attempts=job.attempts + 1,

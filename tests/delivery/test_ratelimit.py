@@ -26,6 +26,7 @@ from adapter.delivery.ratelimit import (
     Rate,
     parse_rate,
 )
+from adapter.twilio.errors import TwilioRateLimited
 
 if TYPE_CHECKING:
     from _typeshed import FileDescriptorLike
@@ -381,6 +382,22 @@ def test_429_pauses(case: str, script: list[Step], expected_starts: list[float])
         return starts
 
     assert run_virtual(main) == expected_starts, case
+
+
+def test_a_429_leaving_a_slot_pauses_the_requests_after_it() -> None:
+    # Callers do not call slow_down() themselves: Twilio's 429 raised inside the slot is
+    # enough, with its Retry-After honoured.
+    async def main() -> list[float]:
+        limits = limiter()
+        with pytest.raises(TwilioRateLimited):
+            async with limits.slot():
+                raise TwilioRateLimited(
+                    operation="send", status=429, code=20429, message="Too Many Requests",
+                    more_info=None, retry_after=4.0,
+                )  # fmt: skip
+        return [await request(limits, []), await request(limits, [])]
+
+    assert run_virtual(main) == [4.0, 4.0]
 
 
 def test_a_burst_of_429s_from_requests_in_flight_is_one_pause() -> None:
