@@ -195,6 +195,8 @@ class TwilioClient:
         data: dict[str, str | list[str]] | None = None,
         params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """One call, its answer as a JSON object; every failure as a TwilioError. Also
+        how `account.AccountClient` reads the account's other resources."""
         try:
             response = await self._http.request(
                 method,

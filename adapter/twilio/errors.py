@@ -25,11 +25,12 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 import httpx
+
+from adapter.twilio.resources import parse_rfc2822
 
 
 class ErrorCode(NamedTuple):
@@ -261,12 +262,10 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def _seconds_until(http_date: str, now: datetime) -> float | None:
-    try:
-        moment = parsedate_to_datetime(http_date)
-    except (TypeError, ValueError):
+    # An HTTP-date is an RFC 2822 date in GMT, the format Twilio dates its resources in.
+    moment = parse_rfc2822(http_date)
+    if moment is None:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     # A date already past means "retry now", not "never".
     return max(0.0, (moment - now).total_seconds())
 

@@ -67,11 +67,13 @@ def compute_signature(
     key: str, url: str, params: Sequence[tuple[str, str]], algorithm: str = HMAC_SHA1
 ) -> str:
     """The base64 signature Twilio would send for this URL and these POST parameters."""
-    digest = _DIGESTS.get(algorithm)
-    if digest is None:
+    if algorithm not in _DIGESTS:
         raise ValueError(f"unsupported signature algorithm {algorithm!r}")
-    mac = hmac.new(key.encode(), string_to_sign(url, params).encode(), digest)
-    return base64.b64encode(mac.digest()).decode("ascii")
+    return _sign(key, string_to_sign(url, params).encode(), algorithm).decode("ascii")
+
+
+def _sign(key: str, message: bytes, algorithm: str) -> bytes:
+    return base64.b64encode(hmac.new(key.encode(), message, _DIGESTS[algorithm]).digest())
 
 
 def url_variants(url: str) -> list[str]:
@@ -164,13 +166,10 @@ class SignatureValidator:
         # The parameters' part of the string to sign is the same for every key and URL
         # variant: build it once (this runs for every webhook).
         signed_params = _signed_params(params)
-        digest = _DIGESTS[algorithm]
         for candidate in url_variants(url):
             message = (candidate + signed_params).encode()
             for key in keys:
-                mac = hmac.new(key.encode(), message, digest)
-                expected = base64.b64encode(mac.digest())
-                if hmac.compare_digest(expected, presented):
+                if hmac.compare_digest(_sign(key, message, algorithm), presented):
                     return verdict("ok")
         return verdict("signature does not match")
 

@@ -12,10 +12,10 @@ from urllib.parse import parse_qsl
 
 from twilio.twiml.messaging_response import MessagingResponse
 
+from adapter.context import MAX_MEDIA
 from adapter.messages import InboundMessage, Media, Place
 
-# Twilio allows at most 10 media per message; a form claiming more is not Twilio's.
-MAX_MEDIA = 10
+# Twilio allows at most MAX_MEDIA (10) media per message; a form claiming more is not Twilio's.
 MAX_FIELD_LENGTH = 16_384
 
 # Twilio waits for this empty TwiML answer; replies go out later through the REST API.

@@ -5,6 +5,7 @@ The HTTP side (status codes, signatures, storing) is in tests/test_webhooks.py.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -148,7 +149,7 @@ WHATSAPP = [
     ],
 )
 def test_webhook_form_becomes_message_and_activity(
-    form: list[tuple[str, str]], expected: dict
+    form: list[tuple[str, str]], expected: dict[str, Any]
 ) -> None:
     message = parse_inbound(parse_form(urlencode(form).encode()))
     activity = Activity.from_inbound(message).to_json()

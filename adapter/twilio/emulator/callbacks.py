@@ -12,9 +12,9 @@ import logging
 
 import httpx
 
+from adapter.twilio.client import API_VERSION
 from adapter.twilio.emulator.addresses import on_channel_of
 from adapter.twilio.emulator.config import EmulatorConfig
-from adapter.twilio.emulator.resource import API_VERSION
 from adapter.twilio.emulator.signing import Signer, post_signed_form
 from adapter.twilio.emulator.state import EmulatorState, StoredMessage
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from starlette.responses import JSONResponse
 
-# The codes the emulator answers with, and the message Twilio gives for each.
+# The Twilio error codes the emulator answers with.
 AUTHENTICATE = 20003
 NOT_FOUND = 20404
 INVALID_PARAMETER = 20001
@@ -39,19 +39,17 @@ class TwilioApiError(Exception):
         self.headers = dict(headers or {})
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.code, self.message, self.headers)
+        return JSONResponse(
+            {
+                "code": self.code,
+                "message": self.message,
+                "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+                "status": self.status,
+            },
+            status_code=self.status,
+            headers=self.headers,
+        )
 
 
-def error_response(
-    status: int, code: int, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {
-            "code": code,
-            "message": message,
-            "more_info": f"https://www.twilio.com/docs/errors/{code}",
-            "status": status,
-        },
-        status_code=status,
-        headers=dict(headers or {}),
-    )
+def not_found(path: str) -> TwilioApiError:
+    return TwilioApiError(404, NOT_FOUND, f"The requested resource {path} was not found")

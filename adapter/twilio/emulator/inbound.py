@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from adapter.twilio.client import API_VERSION
 from adapter.twilio.emulator.addresses import country_of, is_whatsapp, number_of
 from adapter.twilio.emulator.config import EmulatorConfig
-from adapter.twilio.emulator.resource import API_VERSION
 from adapter.twilio.emulator.signing import Signer, post_signed_form
 from adapter.twilio.emulator.state import EmulatorState, StoredMessage
 from adapter.twilio.opt_out import keyword_type

@@ -22,16 +22,16 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from adapter.twilio.client import MAX_PAGE_SIZE
 from adapter.twilio.emulator.errors import INVALID_PARAMETER, TwilioApiError
 from adapter.twilio.emulator.resource import account_uri, message_json
 from adapter.twilio.emulator.state import StoredMessage
+from adapter.twilio.resources import parse_rfc2822
 
 DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 # Filter parameters in the order Twilio echoes them in page URIs.
 FILTER_NAMES = ("To", "From", "DateSent", "DateSent<", "DateSent>")
 
@@ -79,6 +79,7 @@ class ListRequest:
         filters = tuple((name, query[name]) for name in FILTER_NAMES if query.get(name))
         given = dict(filters)
         token_text = query.get("PageToken")
+        page, page_size = paging(query)
         return cls(
             filters=filters,
             to=given.get("To"),
@@ -86,8 +87,8 @@ class ListRequest:
             on=_day(given, "DateSent"),
             on_or_before=_day(given, "DateSent<"),
             on_or_after=_day(given, "DateSent>"),
-            page_size=min(_integer(query, "PageSize", DEFAULT_PAGE_SIZE, lowest=1), MAX_PAGE_SIZE),
-            page=_integer(query, "Page", 0, lowest=0),
+            page_size=page_size,
+            page=page,
             token=PageToken.parse(token_text) if token_text else None,
         )
 
@@ -109,6 +110,12 @@ class ListRequest:
         if token is not None:
             params.append(("PageToken", str(token)))
         return f"{account_uri(account_sid)}/Messages.json?{urlencode(params)}"
+
+
+def paging(query: Mapping[str, str]) -> tuple[int, int]:
+    """`Page` and `PageSize` as every Twilio list reads them (20001 if unreadable)."""
+    page_size = _integer(query, "PageSize", DEFAULT_PAGE_SIZE, lowest=1)
+    return _integer(query, "Page", 0, lowest=0), min(page_size, MAX_PAGE_SIZE)
 
 
 def list_messages(
@@ -163,12 +170,11 @@ def _day(given: Mapping[str, str], name: str) -> date | None:
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(text)
+        moment: datetime | None = datetime.fromisoformat(text)
     except ValueError:
-        try:
-            moment = parsedate_to_datetime(text)
-        except (TypeError, ValueError):
-            raise _invalid(name, raw) from None
+        moment = parse_rfc2822(text)
+    if moment is None:
+        raise _invalid(name, raw)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).date()

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adapter.messages import Media
-from adapter.twilio.emulator.errors import NOT_FOUND, TwilioApiError
+from adapter.twilio.emulator.errors import not_found
 from adapter.twilio.emulator.resource import message_uri
 
 if TYPE_CHECKING:
@@ -56,9 +56,7 @@ async def redirect_to_content(state: EmulatorState, request: Request) -> Respons
     the file on the "CDN"."""
     hosted = state.media.get(request.path_params["media_sid"])
     if hosted is None or hosted.message_sid != request.path_params["sid"]:
-        raise TwilioApiError(
-            404, NOT_FOUND, f"The requested resource {request.url.path} was not found"
-        )
+        raise not_found(request.url.path)
     return RedirectResponse(f"{str(request.base_url).rstrip('/')}{CDN_PATH}/{hosted.sid}", 302)
 
 

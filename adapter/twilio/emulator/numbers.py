@@ -19,13 +19,10 @@ from starlette.responses import JSONResponse, Response
 
 from adapter.twilio.client import API_VERSION
 from adapter.twilio.emulator.config import EmulatorConfig
-from adapter.twilio.emulator.errors import INVALID_PARAMETER, TwilioApiError
+from adapter.twilio.emulator.listing import paging
+from adapter.twilio.emulator.resource import account_uri
 from adapter.twilio.resources import format_rfc2822
 
-# Not taken from the Messages modules (listing, resource): they import the emulator's
-# state, and rest.py loads this module before the state, which must load first.
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 # The emulated account and its numbers have always existed, as far as anyone can tell.
 CREATED = datetime(2024, 1, 1, tzinfo=UTC)
 FRIENDLY_NAME = "sms-adapter emulator"
@@ -56,8 +53,7 @@ async def fetch_account(config: EmulatorConfig, request: Request) -> Response:
 
 async def list_incoming_numbers(config: EmulatorConfig, request: Request) -> Response:
     query = request.query_params
-    page_size = min(_integer(query.get("PageSize"), DEFAULT_PAGE_SIZE, lowest=1), MAX_PAGE_SIZE)
-    page = _integer(query.get("Page"), 0, lowest=0)
+    page, page_size = paging(query)
     filters = [(name, query[name]) for name in ("PhoneNumber", "FriendlyName") if query.get(name)]
     matching = [
         number
@@ -97,10 +93,6 @@ def _number_matches(number: str, pattern: str | None) -> bool:
         return False
     regex = "".join(r"\d" if c == "*" else c for c in wanted)
     return re.search(regex, number) is not None
-
-
-def account_uri(account_sid: str) -> str:
-    return f"/{API_VERSION}/Accounts/{account_sid}"
 
 
 def _friendly_name(number: str) -> str:
@@ -143,11 +135,3 @@ def _number_json(config: EmulatorConfig, number: str) -> dict[str, Any]:
         "voice_method": "POST",
         "voice_url": "",
     }
-
-
-def _integer(raw: str | None, default: int, *, lowest: int) -> int:
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or int(raw) < lowest:
-        raise TwilioApiError(400, INVALID_PARAMETER, f"Invalid paging value: {raw!r}")
-    return int(raw)

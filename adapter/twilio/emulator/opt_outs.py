@@ -37,9 +37,9 @@ class OptOutList:
                 self._pairs.discard(pair)
 
     def blocks(self, senders: Iterable[str], person: str) -> bool:
-        """Whether `person` opted out of any of our numbers `senders`."""
+        """Whether `person` opted out of any of our numbers `senders` (bare E.164)."""
         with self._lock:
-            return any((number_of(sender), person) in self._pairs for sender in senders)
+            return any((sender, person) in self._pairs for sender in senders)
 
 
 def refuse_if_unsubscribed(

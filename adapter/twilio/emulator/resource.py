@@ -1,15 +1,12 @@
-"""Twilio's Message resource: its limits, and a stored message as its JSON."""
+"""Twilio's Message resource: a stored message as its JSON, and the paths it lives at."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from adapter.twilio.client import API_VERSION
 from adapter.twilio.emulator.state import StoredMessage
 from adapter.twilio.resources import format_rfc2822
-
-API_VERSION = "2010-04-01"
-MAX_BODY_LENGTH = 1600
-MAX_MEDIA = 10
 
 
 def account_uri(account_sid: str) -> str:

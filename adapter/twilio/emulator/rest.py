@@ -15,6 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from adapter.context import MAX_MEDIA
+from adapter.long_messages import MAX_BODY_CHARS
+from adapter.twilio.client import API_VERSION
 from adapter.twilio.emulator import errors, media, numbers
 from adapter.twilio.emulator.addresses import is_address, number_of, same_channel
 from adapter.twilio.emulator.callbacks import run_outbound
@@ -25,12 +28,7 @@ from adapter.twilio.emulator.faults import Fault
 from adapter.twilio.emulator.forms import Form, read_form
 from adapter.twilio.emulator.listing import ListRequest, list_messages
 from adapter.twilio.emulator.opt_outs import refuse_if_unsubscribed
-from adapter.twilio.emulator.resource import (
-    API_VERSION,
-    MAX_BODY_LENGTH,
-    MAX_MEDIA,
-    message_json,
-)
+from adapter.twilio.emulator.resource import message_json
 from adapter.twilio.emulator.signing import Signer
 from adapter.twilio.emulator.state import OUTBOUND_API, EmulatorState, media_at
 
@@ -116,7 +114,7 @@ class RestApi:
         try:
             self._authenticate(request)
             if account_scoped and request.path_params["account_sid"] != self.config.account_sid:
-                raise _not_found_error(request)
+                raise errors.not_found(request.url.path)
             response = await handler(request)
         except TwilioApiError as error:
             response = error.response()
@@ -169,7 +167,7 @@ class RestApi:
     async def _fetch(self, request: Request) -> Response:
         message = self.state.get(request.path_params["sid"])
         if message is None:
-            raise _not_found_error(request)
+            raise errors.not_found(request.url.path)
         return JSONResponse(message_json(message, self.config.account_sid))
 
     async def _list(self, request: Request) -> Response:
@@ -217,11 +215,11 @@ class RestApi:
             )
         if not body and not media_urls:
             raise TwilioApiError(400, errors.BODY_REQUIRED, "Message body is required.")
-        if len(body) > MAX_BODY_LENGTH:
+        if len(body) > MAX_BODY_CHARS:
             raise TwilioApiError(
                 400,
                 errors.BODY_TOO_LONG,
-                f"The concatenated message body exceeds the {MAX_BODY_LENGTH} character limit.",
+                f"The concatenated message body exceeds the {MAX_BODY_CHARS} character limit.",
             )
         if len(media_urls) > MAX_MEDIA:
             raise TwilioApiError(
@@ -248,13 +246,7 @@ class _SendRequest:
 
 
 async def _not_found(request: Request) -> Response:
-    raise _not_found_error(request)
-
-
-def _not_found_error(request: Request) -> TwilioApiError:
-    return TwilioApiError(
-        404, errors.NOT_FOUND, f"The requested resource {request.url.path} was not found"
-    )
+    raise errors.not_found(request.url.path)
 
 
 def _unauthorized() -> TwilioApiError:

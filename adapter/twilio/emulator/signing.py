@@ -6,10 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
-from twilio.request_validator import RequestValidator
 
-SIGNATURE_HEADER = "X-Twilio-Signature"
-SIGNATURE_SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
+from adapter.twilio.signature import (
+    HMAC_SHA256,
+    SETTINGS_HEADER,
+    SIGNATURE_HEADER,
+    compute_signature,
+)
+
 SHARED_KEY_ID = "webhooks_sharedkey_emulator"
 
 
@@ -21,14 +25,12 @@ class Signer:
     shared_key: str | None = field(default=None, repr=False)
 
     def headers(self, url: str, form: Mapping[str, str]) -> dict[str, str]:
-        params = dict(form)
+        params = list(form.items())
         if self.shared_key is None:
-            signature = RequestValidator(self.auth_token).compute_signature(url, params)
-            return {SIGNATURE_HEADER: str(signature)}
-        signature = RequestValidator(self.shared_key).compute_signature(url, params, "HMAC_SHA256")
+            return {SIGNATURE_HEADER: compute_signature(self.auth_token, url, params)}
         return {
-            SIGNATURE_HEADER: str(signature),
-            SIGNATURE_SETTINGS_HEADER: f"key={SHARED_KEY_ID},algorithm=HMAC_SHA256",
+            SIGNATURE_HEADER: compute_signature(self.shared_key, url, params, HMAC_SHA256),
+            SETTINGS_HEADER: f"key={SHARED_KEY_ID},algorithm=HMAC_SHA256",
         }
 
 

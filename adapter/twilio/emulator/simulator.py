@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from adapter.context import MAX_MEDIA
 from adapter.messages import Media
 from adapter.twilio.emulator.addresses import (
     WHATSAPP_PREFIX,
@@ -31,7 +32,7 @@ from adapter.twilio.emulator.config import EmulatorConfig
 from adapter.twilio.emulator.forms import read_form
 from adapter.twilio.emulator.inbound import post_inbound
 from adapter.twilio.emulator.media import data_url_type, hosted_media
-from adapter.twilio.emulator.resource import MAX_MEDIA, message_json
+from adapter.twilio.emulator.resource import message_json
 from adapter.twilio.emulator.signing import Signer
 from adapter.twilio.emulator.state import (
     INBOUND,

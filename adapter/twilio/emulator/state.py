@@ -35,7 +35,7 @@ OUTBOUND_API = "outbound-api"
 
 # Twilio gives up on a webhook after 15 s; so does the emulator.
 WEBHOOK_TIMEOUT_SECONDS = 15.0
-# Webhooks and callbacks posted at once; beyond this they wait their turn (see `posting`).
+# Status callbacks posted at once; beyond this they wait their turn (see `posting`).
 MAX_CONCURRENT_POSTS = 16
 # Seeded conversations spread over this span unless told otherwise, so day filters
 # (DateSent) have several days to work on.
@@ -245,9 +245,10 @@ class EmulatorState:
 
     @property
     def posting(self) -> asyncio.Semaphore:
-        """Held while a webhook or status callback is posted. httpx's pool is slow to
-        hand out connections to a long queue of waiting requests (quadratic), so the
-        emulator keeps that queue short rather than firing every callback at once."""
+        """Held while a status callback is posted. httpx's pool is slow to hand out
+        connections to a long queue of waiting requests (quadratic), so the emulator keeps
+        that queue short rather than firing every callback at once. (A simulated text's
+        webhook is posted while its caller waits, so callers already bound those.)"""
         if self._posting is None:
             self._posting = asyncio.Semaphore(MAX_CONCURRENT_POSTS)
         return self._posting

@@ -252,11 +252,13 @@ async def test_seeding_a_long_conversation(emulator: Emulator) -> None:
     )
 
     messages = emulator.state.messages()
+    # Without an interval, 100 texts share three days: 43.2 minutes apart.
     assert response.json() == {
         "created": 100,
         "oldest": "2024-03-01T00:00:00+00:00",
-        "newest": messages[-1].date_created.isoformat(),
+        "newest": "2024-03-03T23:16:48+00:00",
     }
+    assert messages[-1].date_created.isoformat() == "2024-03-03T23:16:48+00:00"
     assert len(messages) == 100
     assert {m.from_ for m in messages} == {OUR_NUMBER, PERSON}
 
