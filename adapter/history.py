@@ -28,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -41,15 +39,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
+from adapter.admin import E164
 from adapter.context import HistoryProvider
 from adapter.delivery.ratelimit import Limiter
 from adapter.messages import ConversationKey, InboundMessage
 from adapter.store.base import STATUS_WATCH_WINDOW, HistoryEntry, Store
 from adapter.twilio.client import MAX_PAGE_SIZE, TwilioClient
 from adapter.twilio.errors import (
-    TwilioApiError,
     TwilioError,
-    TwilioRateLimited,
     TwilioRequestRejected,
 )
 from adapter.twilio.resources import MessageResource
@@ -71,9 +68,6 @@ UNSENT_PAGE_SIZE = 50
 MAX_STATUS_REFRESH = 25
 # A shallow fetch asks for at least this many, so a short conversation comes back whole.
 SHALLOW_PAGE_SIZE = 100
-
-ADDRESS = re.compile(r"^(whatsapp:)?\+[1-9]\d{6,14}$")
-ADDRESS_HELP = "an E.164 number such as +15551234567 (or whatsapp:+15551234567)"
 
 
 @dataclass(frozen=True)
@@ -175,26 +169,28 @@ ProgressCallback = Callable[[SyncProgress], None]
 @dataclass
 class _Tally:
     progress: ProgressCallback | None
-    requests: int = 0
-    pages: int = 0
-    refreshed: int = 0
+    pages: int = 0  # one request each
+    refreshed: int = 0  # one Get Message request each
     seen: set[str] = field(default_factory=set)
 
     def page(self, messages: list[MessageResource]) -> None:
-        self.requests += 1
         self.pages += 1
         self.seen.update(message.sid for message in messages)
         if self.progress is not None:
             self.progress(SyncProgress(pages=self.pages, messages=len(self.seen)))
 
     def report(self, kind: SyncKind) -> SyncReport:
-        return SyncReport(kind, self.requests, self.pages, len(self.seen), self.refreshed)
+        requests = self.pages + self.refreshed
+        return SyncReport(kind, requests, self.pages, len(self.seen), self.refreshed)
 
 
 def check_address(value: str, what: str) -> str:
     """`value` if it is an address Twilio lists by; ValueError saying why otherwise."""
-    if not ADDRESS.match(value):
-        raise ValueError(f"{what} {value!r} is not {ADDRESS_HELP}")
+    if not E164.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not an E.164 number such as +15551234567 "
+            "(or whatsapp:+15551234567)"
+        )
     return value
 
 
@@ -211,12 +207,18 @@ def default_our_number(route_keys: Iterable[str], person: str) -> str:
     """Our number in a conversation with `person` when the caller did not say: the one
     number the route table knows (on the person's channel, SMS or WhatsApp). Guessing
     among several would show one conversation as if it were the whole story."""
-    numbers = sorted({key.removeprefix("whatsapp:") for key in route_keys if ADDRESS.match(key)})
+    numbers = sorted({key.removeprefix("whatsapp:") for key in route_keys if E164.match(key)})
     if len(numbers) != 1:
         known = f"the routes name {', '.join(numbers)}" if numbers else "no route names a number"
         raise ValueError(f"say which of our numbers the conversation is with ({known})")
     channel = "whatsapp:" if person.startswith("whatsapp:") else ""
     return channel + numbers[0]
+
+
+def conversation_with(person: str, ours: str | None, route_keys: Iterable[str]) -> ConversationKey:
+    """The conversation between `person` and `ours`, or, when `ours` is not given, the one
+    number the routes name (see `default_our_number`); ValueError saying why otherwise."""
+    return conversation_of(ours or default_our_number(route_keys, person), person)
 
 
 class HistoryService:
@@ -302,12 +304,19 @@ class HistoryService:
 
     def provider_for(self, message: InboundMessage) -> HistoryProvider:
         """What the dispatcher gives a bot's Context as its `history_provider`."""
-        key = ConversationKey(ours=message.to, person=message.from_)
+        key = message.conversation
 
         async def history(limit: int) -> list[Any]:
             return list(await self.recent(key, limit, handling=message))
 
         return history
+
+    async def account_newest(self, count: int) -> list[MessageResource]:
+        """The newest `count` messages of the whole account (at most one page), newest
+        first: one List request, inside the rate limiter like every other."""
+        pages = self._client.list_pages(page_size=min(count, MAX_PAGE_SIZE))
+        async with contextlib.aclosing(pages):
+            return await self._limited(anext(pages, []))
 
     # --- the three kinds of fetch ----------------------------------------------------
 
@@ -364,7 +373,8 @@ class HistoryService:
             from_=sender, to=recipient, date_sent_after=since_day, page_size=page_size
         )
         taken = 0
-        try:
+        # Stopping early must not leave the page generator to the garbage collector.
+        async with contextlib.aclosing(pages):
             while True:
                 page = await self._limited(anext(pages, None))
                 if page is None:
@@ -376,12 +386,8 @@ class HistoryService:
                     return True  # a short page is the last one
                 if max_pages is not None and taken >= max_pages:
                     return False
-                if stop_before is not None and min(_at(m) for m in page) < stop_before:
+                if stop_before is not None and min(message_time(m) for m in page) < stop_before:
                     return False
-        finally:
-            # Stopping early must not leave the page generator to the garbage collector.
-            if isinstance(pages, AsyncGenerator):
-                await pages.aclose()
 
     async def _refresh_unfinished(self, key: ConversationKey, tally: _Tally) -> None:
         # Twilio stops moving a status after a few days; older ones are left as they are.
@@ -391,7 +397,6 @@ class HistoryService:
         # The newest are the likeliest to have moved since.
         asked = stale[-MAX_STATUS_REFRESH:]
         fetched = await _together(*(self._get(entry.sid) for entry in asked))
-        tally.requests += len(asked)
         tally.refreshed += len(asked)
         entries = [
             _entry(key, "inbound" if entry.direction == "inbound" else "outbound", message)
@@ -409,16 +414,8 @@ class HistoryService:
             raise
 
     async def _limited(self, request: Awaitable[T]) -> T:
-        async with self._limiter.slot():
-            try:
-                return await request
-            except TwilioApiError as error:
-                self._note_rate_limit(error)
-                raise
-
-    def _note_rate_limit(self, error: TwilioApiError) -> None:
-        if isinstance(error, TwilioRateLimited):
-            self._limiter.slow_down(error.retry_after)
+        async with self._limiter.slot():  # which also slows down on a 429
+            return await request
 
 
 def _entry(key: ConversationKey, direction: Direction, message: MessageResource) -> HistoryEntry:
@@ -431,7 +428,7 @@ def _entry(key: ConversationKey, direction: Direction, message: MessageResource)
         body=message.body,
         num_media=message.num_media,
         num_segments=message.num_segments,
-        at=_at(message),
+        at=message_time(message),
         payload={
             "from": message.from_,
             "to": message.to,
@@ -459,7 +456,8 @@ def _entry_from_inbound(key: ConversationKey, message: InboundMessage) -> Histor
     )
 
 
-def _at(message: MessageResource) -> datetime:
+def message_time(message: MessageResource) -> datetime:
+    """Where a message sorts: when it was sent, or created while not yet sent."""
     # A message Twilio sent nothing about the time of (never seen) still needs a place.
     return message.date_sent or message.date_created or datetime.now(UTC)
 

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from adapter.admin import authorized
-from adapter.history import Cursor, conversation_of, default_our_number
+from adapter.admin import authorized, error_response
+from adapter.history import Cursor, conversation_with
 from adapter.messages import ConversationKey
 from adapter.store.base import StoreError
 from adapter.twilio.errors import TwilioError
@@ -30,17 +30,13 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def _conversation(channel: Channel, request: Request) -> ConversationKey:
-    person = request.path_params["person"]
     given = request.query_params.get("with")
-    ours = _plus_restored(given) if given else None
-    if ours is None:
-        ours = default_our_number((route.name for route in channel.routes.routes), person)
-    return conversation_of(ours, person)
+    return conversation_with(
+        request.path_params["person"],
+        _plus_restored(given) if given else None,
+        (route.name for route in channel.routes.routes),
+    )
 
 
 def _plus_restored(value: str) -> str:
@@ -77,16 +73,16 @@ async def conversation_messages(request: Request) -> Response:
         raw_before = request.query_params.get("before")
         before = Cursor.parse(raw_before) if raw_before else None
     except ValueError as error:
-        return _error(400, str(error))
+        return error_response(400, str(error))
     try:
         if before is None:
             await channel.history.sync(key)
         messages, next_cursor = await channel.history.read_page(key, limit=limit, before=before)
     except TwilioError as error:
         # Twilio's own words (which call, HTTP status, error code), secrets masked.
-        return _error(502, str(error))
+        return error_response(502, str(error))
     except StoreError:
-        return _error(503, "the store is unavailable")
+        return error_response(503, "the store is unavailable")
     return JSONResponse(
         {
             "with": key.ours,

@@ -19,13 +19,7 @@ import time
 from typing import Any, NoReturn, TextIO
 
 from adapter.app import Channel, build_channel
-from adapter.history import (
-    HistoryMessage,
-    SyncProgress,
-    SyncReport,
-    conversation_of,
-    default_our_number,
-)
+from adapter.history import HistoryMessage, SyncProgress, SyncReport, conversation_with
 from adapter.logs import configure_logging
 from adapter.messages import ConversationKey
 from adapter.settings import load_settings
@@ -126,10 +120,9 @@ def cmd_history(args: argparse.Namespace) -> None:
         logger.warning(warning)
     channel = build_channel(settings)
     try:
-        ours = args.with_ or default_our_number(
-            (route.name for route in channel.routes.routes), args.person
+        key = conversation_with(
+            args.person, args.with_, (route.name for route in channel.routes.routes)
         )
-        key = conversation_of(ours, args.person)
     except ValueError as error:
         _fail(str(error), 2)
     try:

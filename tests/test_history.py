@@ -54,7 +54,8 @@ class RecordingLimiter:
 
     held: int = 0
     slots: int = 0
-    slow_downs: list[float | None] = field(default_factory=list)
+    # What left a slot as an error: a real limiter slows down on Twilio's 429s there.
+    errors: list[BaseException] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -62,6 +63,9 @@ class RecordingLimiter:
         self.slots += 1
         try:
             yield
+        except BaseException as error:
+            self.errors.append(error)
+            raise
         finally:
             self.held -= 1
 
@@ -69,7 +73,7 @@ class RecordingLimiter:
         return self._slot()
 
     def slow_down(self, retry_after: float | None) -> None:
-        self.slow_downs.append(retry_after)
+        pass  # the protocol's; the test looks at what left the slots instead
 
 
 @dataclass
@@ -264,7 +268,26 @@ async def test_a_429_slows_the_limiter_down_and_names_the_call(tmp_path: Path) -
         with pytest.raises(TwilioRateLimited, match="Twilio list failed: HTTP 429, error 20429"):
             await history.service.sync(KEY)
         assert await history.store.history_synced_through(str(KEY)) is None
-    assert history.limiter.slow_downs[0] == 7.0
+    # The 429 left a limiter slot, which is where the limiter learns of it and pauses.
+    # (Both directions are listed at once, so each list's 429 leaves its own slot.)
+    errors = history.limiter.errors
+    assert errors and all(
+        isinstance(error, TwilioRateLimited) and error.retry_after == 7.0 for error in errors
+    )
+
+
+async def test_the_accounts_newest_messages_take_one_request_inside_the_limiter(
+    emulator: EmulatorState, tmp_path: Path
+) -> None:
+    text(emulator, "older, to us", NOW - timedelta(hours=2), inbound=True)
+    text(
+        emulator, "newest, elsewhere", NOW - timedelta(hours=1), inbound=False, person=SOMEONE_ELSE
+    )
+    text(emulator, "oldest", NOW - timedelta(hours=3), inbound=False)
+    async with history_at(emulator, tmp_path) as history:
+        newest = await history.service.account_newest(2)
+    assert [m.body for m in newest] == ["newest, elsewhere", "older, to us"]
+    assert (len(history.requests), history.limiter.slots, history.outside_a_slot) == (1, 1, [])
 
 
 # --- incremental sync --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import bound_socket
+from tests.servers import bound_socket, wait_until_answering
 
 CLI = [sys.executable, "-m", "adapter.cli"]
 ACCOUNT_SID = "AC" + "9" * 32
@@ -37,15 +37,7 @@ def emulator() -> Iterator[str]:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{base}/_emulator/messages", timeout=1).raise_for_status()
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "the emulator did not start"
-                time.sleep(0.1)
+        wait_until_answering(process, f"{base}/_emulator/messages")
         yield base
     finally:
         process.terminate()

@@ -1,8 +1,8 @@
 """Who may use the console: anyone in dev mode (the emulator beside it is just as open),
 elsewhere only the holder of `SMS_ADAPTER_ADMIN_TOKEN`.
 
-The token comes as a bearer header, or as `?token=` where a header cannot be set (a link
-opened in a browser, an EventSource). The page keeps it in memory and never gets it
+The token comes as a bearer header (checked by the operator API's own `authorized`), or
+as `?token=` where a header cannot be set (a link opened in a browser, an EventSource). The page keeps it in memory and never gets it
 back from the server; the log's redactor hides it in access log lines.
 """
 
@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapter.admin import authorized
+
 if TYPE_CHECKING:
     from adapter.app import Channel
 
@@ -24,15 +26,14 @@ def denied(request: Request) -> Response | None:
     channel: Channel = request.app.state.channel
     if channel.settings.dev_mode:
         return None
-    token = channel.settings.admin_token
-    if not token:
-        return Response(status_code=404)
-    scheme, _, from_header = request.headers.get("authorization", "").partition(" ")
-    presented = from_header.strip() if scheme.lower() == "bearer" else ""
-    presented = presented or request.query_params.get("token", "")
+    refused = authorized(channel, request)
+    if refused is None or refused.status_code == 404:
+        return refused
+    presented = request.query_params.get("token", "")
+    token = channel.settings.admin_token or ""
     if presented and hmac.compare_digest(presented.encode(), token.encode()):
         return None
-    return Response(status_code=401, headers={"WWW-Authenticate": "Bearer"})
+    return refused
 
 
 def console_enabled(request: Request) -> bool:

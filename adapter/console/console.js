@@ -277,21 +277,17 @@
       if (asked.person !== state.person || asked.ours !== state.ours) return; // moved on
       const page = data.messages;
       const pageSids = new Set(page.map((m) => m.sid));
-      // Messages that arrived live while the page loaded stay, after the page.
-      const kept = state.order.filter((sid) => !pageSids.has(sid));
       for (const message of page) {
         const known = state.messages.get(message.sid);
         state.messages.set(message.sid, known ? Object.assign({}, message, { status: laterStatus(message.status, known.status) }) : message);
       }
-      state.order = older ? [...page.map((m) => m.sid), ...state.order.filter((sid) => !pageSids.has(sid))] : [...page.map((m) => m.sid), ...kept];
+      // Messages already shown (newer pages, or texts that arrived live while this page
+      // loaded) stay, after the page.
+      state.order = [...page.map((m) => m.sid), ...state.order.filter((sid) => !pageSids.has(sid))];
       state.before = data.before;
-      if (older) {
-        const from = el.scroll.scrollHeight - el.scroll.scrollTop;
-        renderThread();
-        el.scroll.scrollTop = el.scroll.scrollHeight - from;
-      } else {
-        renderThread();
-      }
+      const fromBottom = el.scroll.scrollHeight - el.scroll.scrollTop;
+      renderThread(); // scrolls to the newest
+      if (older) el.scroll.scrollTop = el.scroll.scrollHeight - fromBottom; // stay in place
     } catch (error) {
       el.threadNote.textContent = "Could not load the history: " + error.message;
     }

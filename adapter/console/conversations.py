@@ -10,13 +10,17 @@ from the history service or live from the emulator.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from adapter.delivery.ratelimit import Limiter
-from adapter.history import Cursor, HistoryMessage, HistoryService, conversation_of
-from adapter.twilio.client import MAX_PAGE_SIZE, TwilioClient
+from adapter.history import (
+    Cursor,
+    HistoryMessage,
+    HistoryService,
+    conversation_of,
+    message_time,
+)
 from adapter.twilio.emulator.state import INBOUND, StoredMessage
 from adapter.twilio.resources import MessageResource
 
@@ -95,7 +99,7 @@ def from_resource(message: MessageResource) -> dict[str, Any]:
         to=message.to,
         body=message.body,
         status=message.status,
-        at=message.date_sent or message.date_created or datetime.now(UTC),
+        at=message_time(message),
         num_media=message.num_media,
         error_code=message.error_code,
         service=message.messaging_service_sid,
@@ -113,17 +117,10 @@ def group_conversations(newest_first: Iterable[dict[str, Any]]) -> list[dict[str
 
 
 async def recent_conversations(
-    client: TwilioClient, limiter: Limiter, *, scan: int = CONVERSATION_SCAN
+    history: HistoryService, *, scan: int = CONVERSATION_SCAN
 ) -> list[dict[str, Any]]:
     """The conversations seen among the newest `scan` messages of the account."""
-    pages = client.list_pages(page_size=min(scan, MAX_PAGE_SIZE))
-    try:
-        async with limiter.slot():
-            newest: list[MessageResource] = await anext(pages, [])
-    finally:
-        # Only the first page is wanted; the generator must not wait for the collector.
-        if isinstance(pages, AsyncGenerator):
-            await pages.aclose()
+    newest = await history.account_newest(scan)
     return group_conversations(from_resource(m) for m in newest)
 
 

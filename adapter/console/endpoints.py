@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from adapter.admin import error_response
 from adapter.console.access import console_enabled, denied
 from adapter.console.conversations import conversation_page, recent_conversations
-from adapter.console.feed import FeedEvent
 from adapter.console.sending import TextRefused, parse_person_text, text_as_person
 from adapter.console.state import DEFAULT_PERSON, ConsoleState, console_of
 from adapter.twilio.errors import TwilioError
@@ -46,10 +46,6 @@ PAGE_HEADERS = {
     ),
 }
 STREAM_RETRY_MS = 500
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 async def page(request: Request) -> Response:
@@ -94,11 +90,10 @@ async def info(request: Request) -> Response:
 async def conversations(request: Request) -> Response:
     if (refused := denied(request)) is not None:
         return refused
-    channel = console_of(request).channel
     try:
-        rows = await recent_conversations(channel.client, channel.limiter)
+        rows = await recent_conversations(console_of(request).history)
     except TwilioError as error:
-        return _error(502, f"cannot list messages: {error}")
+        return error_response(502, f"cannot list messages: {error}")
     return JSONResponse({"conversations": rows})
 
 
@@ -113,9 +108,9 @@ async def history(request: Request) -> Response:
             console.history, ours, params.get("person", ""), before=params.get("before")
         )
     except ValueError as error:
-        return _error(400, str(error))
+        return error_response(400, str(error))
     except TwilioError as error:
-        return _error(502, f"cannot load the history: {error}")
+        return error_response(502, f"cannot load the history: {error}")
     return JSONResponse({"ours": ours, "messages": messages, "before": older})
 
 
@@ -125,15 +120,15 @@ async def send(request: Request) -> Response:
     # JSON only: a form posted by another site's page cannot reach here without the
     # browser first asking (CORS preflight), which this endpoint never grants.
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return _error(415, "expected application/json")
+        return error_response(415, "expected application/json")
     console = console_of(request)
     try:
         text = parse_person_text(json.loads(await request.body()))
         answer = await text_as_person(console.channel.settings.twilio_base_url, text)
     except ValueError:
-        return _error(400, "expected a JSON body")
+        return error_response(400, "expected a JSON body")
     except TextRefused as refused_text:
-        return _error(refused_text.status, refused_text.reason)
+        return error_response(refused_text.status, refused_text.reason)
     return JSONResponse(answer, status_code=202)
 
 
@@ -152,7 +147,7 @@ async def exchange(request: Request) -> Response:
     raw_id = request.path_params["exchange_id"]
     found = log.get(int(raw_id)) if log is not None and raw_id.isdigit() else None
     if found is None:
-        return _error(404, "no such exchange (the log keeps only the newest ones)")
+        return error_response(404, "no such exchange (the log keeps only the newest ones)")
     return JSONResponse(found.to_json())
 
 
@@ -180,7 +175,7 @@ async def _stream(console: ConsoleState, resume_from: int | None) -> AsyncIterat
         seq = resume_from
     loop = asyncio.get_running_loop()
     ends_at = loop.time() + console.stream_seconds
-    while not feed.closed and (left := ends_at - loop.time()) > 0:
+    while (left := ends_at - loop.time()) > 0:
         catchup = await feed.wait(seq, min(console.heartbeat_seconds, left))
         if catchup.gap:
             seq = catchup.last_seq
@@ -188,13 +183,9 @@ async def _stream(console: ConsoleState, resume_from: int | None) -> AsyncIterat
             continue
         for event in catchup.events:
             seq = event.seq
-            yield _sse_event(feed.event_id(event.seq), event)
+            yield _sse(event.kind, event.data, feed.event_id(event.seq))
         if not catchup.events:
             yield ": keep-alive\n\n"
-
-
-def _sse_event(event_id: str, event: FeedEvent) -> str:
-    return _sse(event.kind, event.data, event_id)
 
 
 def _sse(kind: str, data: dict[str, Any], event_id: str) -> str:

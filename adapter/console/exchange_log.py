@@ -24,7 +24,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REDACTED = "[redacted]"
+from adapter.logs import REDACTED, Redactor
+
 DEFAULT_CAPACITY = 500
 DEFAULT_BODY_LIMIT = 8 * 1024
 
@@ -105,7 +106,7 @@ class ExchangeLog:
         on_record: Callable[[Exchange], None] | None = None,
     ) -> None:
         # Longest first, so a secret containing another is cut out whole.
-        self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        self._redactor = Redactor(sorted(secrets, key=len, reverse=True))
         self._entries: deque[Exchange] = deque(maxlen=capacity)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -114,9 +115,7 @@ class ExchangeLog:
         self.on_record = on_record
 
     def clean(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
+        return self._redactor.clean(text)
 
     def body_text(self, body: bytes) -> str:
         shown = body[: self.body_limit].decode("utf-8", errors="replace")

@@ -47,7 +47,6 @@ class LiveFeed:
         self._changed = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_pending = False
-        self.closed = False
 
     @property
     def last_seq(self) -> int:
@@ -79,15 +78,6 @@ class LiveFeed:
             except RuntimeError:  # the loop is closed: nobody is reading any more
                 pass
 
-    def close(self) -> None:
-        """End every stream reading this feed."""
-        self.closed = True
-        if self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._wake)
-            except RuntimeError:
-                pass
-
     def since(self, seq: int) -> Catchup:
         with self._lock:
             last = self._seq
@@ -103,7 +93,7 @@ class LiveFeed:
         self._loop = asyncio.get_running_loop()
         changed = self._changed  # taken before looking, so a wake in between is not lost
         catchup = self.since(seq)
-        if catchup.events or catchup.gap or self.closed:
+        if catchup.events or catchup.gap:
             return catchup
         try:
             await asyncio.wait_for(changed.wait(), timeout)

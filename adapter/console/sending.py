@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
+from adapter.context import MAX_MEDIA
 from adapter.history import check_address
+from adapter.long_messages import MAX_BODY_CHARS
 
-MAX_BODY = 1600
-MAX_MEDIA = 10
 # The emulator answers once the adapter acknowledged the webhook (it gives up after 15 s).
 EMULATOR_TIMEOUT_SECONDS = 20.0
 
@@ -63,8 +63,8 @@ def parse_person_text(data: object) -> PersonText:
         raise TextRefused(str(error)) from None
     if not isinstance(body, str):
         raise TextRefused("body must be text")
-    if len(body) > MAX_BODY:
-        raise TextRefused(f"A text can be at most {MAX_BODY} characters")
+    if len(body) > MAX_BODY_CHARS:
+        raise TextRefused(f"A text can be at most {MAX_BODY_CHARS} characters")
     if not isinstance(media, list) or not all(isinstance(url, str) for url in media):
         raise TextRefused("media must be a list of URLs")
     if len(media) > MAX_MEDIA:

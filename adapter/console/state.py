@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 from starlette.applications import Starlette
 from starlette.requests import Request
 
+from adapter.admin import E164
 from adapter.console.conversations import from_emulator
 from adapter.console.exchange_log import ExchangeLog, ExchangeLogMiddleware
 from adapter.console.feed import LiveFeed
-from adapter.history import ADDRESS, HistoryService
+from adapter.history import HistoryService
 from adapter.logs import secret_forms
 from adapter.twilio.emulator.state import EmulatorState, StoredMessage
 
@@ -41,19 +42,11 @@ class ConsoleState:
     live: bool = False  # whether messages are pushed as they change
     stream_seconds: float = STREAM_SECONDS
     heartbeat_seconds: float = HEARTBEAT_SECONDS
-    _history: HistoryService | None = None
 
     @property
     def history(self) -> HistoryService:
-        # The channel's own service when it has one, so both share its per-conversation
-        # locks; otherwise one over the same store, client and rate limiter.
-        found = getattr(self.channel, "history", None)
-        if isinstance(found, HistoryService):
-            return found
-        if self._history is None:
-            channel = self.channel
-            self._history = HistoryService(channel.store, channel.client, channel.limiter)
-        return self._history
+        # The channel's own, so bots and the console share its per-conversation locks.
+        return self.channel.history
 
 
 def console_of(request: Request) -> ConsoleState:
@@ -62,7 +55,7 @@ def console_of(request: Request) -> ConsoleState:
     state = getattr(app.state, "console", None)
     if not isinstance(state, ConsoleState):
         channel: Channel = app.state.channel
-        numbers = sorted({r.name for r in channel.routes.routes if ADDRESS.match(r.name)})
+        numbers = sorted({r.name for r in channel.routes.routes if E164.match(r.name)})
         state = ConsoleState(channel=channel, numbers=numbers)
         app.state.console = state
     return state

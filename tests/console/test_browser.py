@@ -19,6 +19,7 @@ import pytest
 from adapter.dev import DEV_NUMBER, create_dev_app
 from adapter.settings import Settings
 from tests.console.conftest import DevServer
+from tests.processes import free_port
 from tests.servers import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -154,7 +155,7 @@ async def test_on_a_narrow_screen_one_panel_shows_at_a_time(
 async def test_the_page_reconnects_by_itself_when_the_server_restarts(
     tmp_path: Path, page: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     database = str(tmp_path / "adapter.sqlite3")
 
@@ -174,13 +175,6 @@ async def test_the_page_reconnects_by_itself_when_the_server_restarts(
         reply = page.locator("#thread li.outbound", has_text="You said: back again")
         await expect(reply.locator(".status")).to_have_text("delivered")
         await page.context.close()  # its stream must end before this server can stop
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _listening_on(port: int) -> socket.socket:

@@ -14,12 +14,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from adapter.console.exchange_log import (
-    REDACTED,
     ExchangeLog,
     ExchangeLogMiddleware,
     kind_of,
     signature_result,
 )
+from adapter.logs import REDACTED
 from adapter.twilio.emulator import EmulatorState, create_emulator_app, parse_faults
 from tests.servers import bound_socket, serve
 from tests.twilio.emulator.conftest import (
