@@ -27,15 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from adapter.botframework.endpoint import parse_auth_mode
+from adapter.botframework.endpoint import PREFIX as BOTFRAMEWORK_PREFIX
+from adapter.botframework.endpoint import is_botframework_spec, parse_auth_mode
 from adapter.botframework.remote_bot import remote_bot_router
 from adapter.routing import Router
 from adapter.settings import ConfigError, Settings
 
 SETTING = "SMS_ADAPTER_BOTS"
 DEFAULT_KEY = "*"
-# A Bot Framework bot's messaging endpoint: botframework+https://bot.example.com/api/messages
-BOTFRAMEWORK_PREFIX = "botframework+"
 
 _NUMBER = re.compile(r"(whatsapp:)?\+[1-9]\d{1,14}")
 _SERVICE_SID = re.compile(r"MG[0-9a-f]{32}")
@@ -71,13 +70,13 @@ class RouteSpec:
     auth: str | None = None  # Bot Framework bots only: "none" or "jwt"
 
     def __post_init__(self) -> None:
-        if self.key != DEFAULT_KEY and not _is_number(self.key) and not _is_service(self.key):
+        if self.key != DEFAULT_KEY and not is_address(self.key) and not is_service_sid(self.key):
             raise BotConfigError(f"{self.key!r} is not a route key: {_KEY_HELP}")
         _check_spec(self.bot)
-        if self.auth is not None and not self.bot.startswith(BOTFRAMEWORK_PREFIX):
+        if self.auth is not None and not is_botframework_spec(self.bot):
             raise BotConfigError("auth applies to Bot Framework bots (botframework_endpoint) only")
         service = self.send_via_messaging_service
-        if service is not None and not _is_service(service):
+        if service is not None and not is_service_sid(service):
             raise BotConfigError(
                 f"send_via_messaging_service {service!r} is not a Messaging Service SID "
                 "(MG and 32 lowercase hex digits)"
@@ -110,7 +109,7 @@ class RouteTable:
                 loaded[spec.bot, spec.auth] = load_bot(spec.bot, spec.auth)
             router = loaded[spec.bot, spec.auth]
             # A Bot Framework URL may hold a key: its Router's name shows it without.
-            bot_name = router.name if spec.bot.startswith(BOTFRAMEWORK_PREFIX) else spec.bot
+            bot_name = router.name if is_botframework_spec(spec.bot) else spec.bot
             self._routes[spec.key] = Route(
                 spec.key, router, bot_name or spec.bot, spec.send_via_messaging_service
             )
@@ -147,7 +146,7 @@ def load_bot(spec: str, auth: str | None = None) -> Router:
     for a Bot Framework bot (`botframework+URL`), the Router that posts texts to it."""
     spec = spec.strip()
     _check_spec(spec)
-    if spec.startswith(BOTFRAMEWORK_PREFIX):
+    if is_botframework_spec(spec):
         try:
             return remote_bot_router(spec, auth)
         except ValueError as error:
@@ -192,7 +191,7 @@ def parse_routes(value: str) -> list[RouteSpec]:
     value = value.strip()
     if not value:
         raise BotConfigError(f"{SETTING} is empty: name a bot, like bots.echo:router")
-    if "=" not in value or value.startswith(BOTFRAMEWORK_PREFIX):
+    if "=" not in value or is_botframework_spec(value):
         if "," in value:
             raise BotConfigError(
                 f"{SETTING}: several bots need a key each, "
@@ -271,7 +270,7 @@ def _toml_bot(table: Mapping[str, Any], where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BotConfigError(f"{where}: {given[0]} must be a non-empty string")
     value = value.strip()
-    if given[0] == "botframework_endpoint" and not value.startswith(BOTFRAMEWORK_PREFIX):
+    if given[0] == "botframework_endpoint" and not is_botframework_spec(value):
         value = BOTFRAMEWORK_PREFIX + value
     return value
 
@@ -290,7 +289,7 @@ def _toml_key(table: Mapping[str, Any], where: str) -> str:
     if not isinstance(value, str):
         raise BotConfigError(f"{where}: {given[0]} must be a string")
     value = value.strip()
-    valid = _is_number(value) if given[0] == "number" else _is_service(value)
+    valid = is_address(value) if given[0] == "number" else is_service_sid(value)
     if not valid:
         raise BotConfigError(f"{where}: {given[0]} {value!r} is not valid; {_KEY_HELP}")
     return value
@@ -314,7 +313,7 @@ def _reject_duplicates(specs: list[RouteSpec], where: str) -> None:
 
 
 def _check_spec(spec: str) -> None:
-    if spec.startswith(BOTFRAMEWORK_PREFIX):
+    if is_botframework_spec(spec):
         return  # a URL: refused when loaded, with its own message
     module_name = spec.partition(":")[0]
     if module_name.endswith(".py"):
@@ -326,12 +325,14 @@ def _check_spec(spec: str) -> None:
         )
 
 
-def _is_number(key: str) -> bool:
-    return _NUMBER.fullmatch(key) is not None
+def is_address(text: str) -> bool:
+    """A phone number in E.164 form, or a `whatsapp:` one."""
+    return _NUMBER.fullmatch(text) is not None
 
 
-def _is_service(key: str) -> bool:
-    return _SERVICE_SID.fullmatch(key) is not None
+def is_service_sid(text: str) -> bool:
+    """A Messaging Service SID: MG and 32 lowercase hex digits."""
+    return _SERVICE_SID.fullmatch(text) is not None
 
 
 def _is_package_of(name: str | None, module_name: str) -> bool:

@@ -18,18 +18,19 @@ In `async def` tests use `await chat.send(...)`; `say` and `expect` are for plai
 from __future__ import annotations
 
 import asyncio
-import mimetypes
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from adapter.bots import load_bot
-from adapter.context import Context, jsonable_state
+from adapter.context import MAX_MEDIA, Context, jsonable_state
 from adapter.history import HistoryMessage
 from adapter.messages import InboundMessage, OutboundMessage
 from adapter.routing import Router
-from adapter.twilio.webhook import MAX_MEDIA, parse_inbound
+from adapter.segments import count_segments
+from adapter.twilio.emulator.inbound import inbound_webhook_form
+from adapter.twilio.emulator.state import INBOUND, StoredMessage, media_at, new_sid
+from adapter.twilio.webhook import parse_inbound
 
 ACCOUNT_SID = "AC" + "0" * 32
 
@@ -70,7 +71,8 @@ class BotConversation:
 
         async def history(limit: int) -> list[HistoryMessage]:
             # As in the adapter: the latest messages, oldest first, this text included.
-            return self.transcript[-limit:] if limit > 0 else []
+            # (`ctx.history()` refuses a limit below 1 before asking.)
+            return self.transcript[-limit:]
 
         ctx = Context(
             message=message,
@@ -86,7 +88,7 @@ class BotConversation:
         now = datetime.now(UTC)
         self.transcript += [
             HistoryMessage(
-                sid="SM" + uuid.uuid4().hex,
+                sid=new_sid(bool(reply.media_urls)),
                 direction="outbound",
                 from_=self.ours,
                 to=self.person,
@@ -125,41 +127,27 @@ def inbound_message(
     media: Sequence[str] = (),
 ) -> InboundMessage:
     """The message the webhook would make of a text from `person` to `ours`, with the
-    form Twilio posts (for testing one handler or filter: `Context(message=..., ...)`)."""
+    form Twilio posts (for testing one handler or filter: `Context(message=..., ...)`).
+
+    The form is the one the Twilio emulator posts, so both stay as Twilio's."""
     if isinstance(media, str) or len(media) > MAX_MEDIA:
         raise ValueError(f"media= takes a list of at most {MAX_MEDIA} URLs")
-    # Twilio names a message with media "MM...", one without "SM...".
-    sid = ("MM" if media else "SM") + uuid.uuid4().hex
-    form = {
-        "ToCountry": _country(ours),
-        "ToState": "",
-        "SmsMessageSid": sid,
-        "NumMedia": str(len(media)),
-        "ToCity": "",
-        "FromZip": "",
-        "SmsSid": sid,
-        "FromState": "",
-        "SmsStatus": "received",
-        "FromCity": "",
-        "Body": text,
-        "FromCountry": _country(person),
-        "To": ours,
-        "ToZip": "",
-        "NumSegments": "1",
-        "MessageSid": sid,
-        "AccountSid": ACCOUNT_SID,
-        "From": person,
-        "ApiVersion": "2010-04-01",
-    }
-    for index, url in enumerate(media):
-        content_type, _ = mimetypes.guess_type(url)
-        form[f"MediaContentType{index}"] = content_type or "application/octet-stream"
-        form[f"MediaUrl{index}"] = url
+    now = datetime.now(UTC)
+    text_as_received = StoredMessage(
+        sid=new_sid(bool(media)),
+        seq=0,
+        direction=INBOUND,
+        from_=person,
+        to=ours,
+        body=text,
+        status="received",
+        num_segments=count_segments(text),
+        date_created=now,
+        date_updated=now,
+        media=tuple(media_at(url) for url in media),
+    )
+    form = inbound_webhook_form(text_as_received, ACCOUNT_SID)
     return parse_inbound(list(form.items()))
-
-
-def _country(address: str) -> str:
-    return "US" if address.removeprefix("whatsapp:").startswith("+1") else ""
 
 
 def _listed(replies: list[str], handled: bool) -> str:

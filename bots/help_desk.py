@@ -13,6 +13,7 @@ import re
 from adapter.context import Context
 from adapter.filters import HasMedia, Keyword, Regex
 from adapter.routing import Router, StatusUpdate
+from adapter.twilio.opt_out import KEYWORDS, OptOutType
 
 router = Router("help_desk")
 logger = logging.getLogger(__name__)
@@ -24,13 +25,16 @@ MENU = (
     "Text ORDER 1001 to track an order, TICKET and your problem to open a ticket, "
     "TICKETS to list yours, or MY NAME IS and your name."
 )
+# Twilio's opt-out keywords (STOP, UNSUBSCRIBE, OPTOUT...): they reach bots only with
+# SMS_ADAPTER_OPT_OUT_TO_BOTS on.
+STOP_WORDS = [word for word, kind in KEYWORDS.items() if kind is OptOutType.STOP]
 
 
 def _name(ctx: Context) -> str:
     return f", {ctx.state['name']}" if "name" in ctx.state else ""
 
 
-@router.message(Keyword("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"))
+@router.message(Keyword(*STOP_WORDS))
 async def opted_out(ctx: Context) -> None:
     # No reply: Twilio confirms the opt-out itself and blocks texts to the person.
     ctx.state.clear()

@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 import httpx
 
 from adapter.botframework.tokens import TokenError, TokenSource
+from adapter.twilio.errors import parse_retry_after
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,11 @@ class BotClient:
             return Delivered(status)
         if 400 <= status < 500 and status not in _RETRYABLE_4XX:
             return Refused(status, _short(response.text))
-        return Failed(f"the bot answered {status}", _retry_after(response))
+        return Failed(
+            f"the bot answered {status}", parse_retry_after(response.headers.get("Retry-After"))
+        )
 
 
 def _short(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None

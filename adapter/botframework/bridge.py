@@ -19,7 +19,6 @@ budget (SMS_ADAPTER_SEND_MAX_AGE, or 20 attempts) the text is given up on and lo
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -43,7 +42,7 @@ from adapter.botframework.records import ConversationRecord, ConversationRecords
 from adapter.botframework.remote_bot import RemoteBotRouter
 from adapter.botframework.render import render_message
 from adapter.botframework.tokens import TokenSource
-from adapter.bots import RouteTable
+from adapter.bots import RouteTable, is_address, is_service_sid
 from adapter.context import Context, RetryLater
 from adapter.delivery.retry import GiveUp, RetryPolicy, parse_duration
 from adapter.messages import OutboundMessage
@@ -54,9 +53,6 @@ logger = logging.getLogger("adapter.botframework")
 
 MAX_POST_ATTEMPTS = 20
 CONNECT_TIMEOUT = 5.0
-# Activities a channel takes and drops: SMS has no typing indicator, no events.
-_DROPPED_TYPES = frozenset({"typing", "event", "trace", "endOfConversation"})
-_SERVICE_SID = re.compile(r"MG[0-9a-f]{32}")
 
 
 class BotRefusedText(Exception):
@@ -71,8 +67,8 @@ class BotUnavailable(Exception):
 class RemoteBot:
     router: RemoteBotRouter
     auth: str  # "none" | "jwt"
-    secret: str = ""
-    service_url: str = ""
+    secret: str
+    service_url: str
 
     @property
     def endpoint(self) -> BotEndpoint:
@@ -91,8 +87,6 @@ class BotFrameworkBridge:
         routes: RouteTable,
         *,
         on_enqueued: Callable[[], None],
-        http: httpx.AsyncClient | None = None,
-        policy: RetryPolicy | None = None,
     ) -> None:
         self._store = store
         self._routes = routes
@@ -100,10 +94,11 @@ class BotFrameworkBridge:
         self._records = ConversationRecords(store)
         self._bots = _bind_bots(settings, routes, self)
         self._by_router = {id(bot.router): bot for bot in self._bots.values()}
-        self._http = http or httpx.AsyncClient(
+        # The sender's backoff, with a budget of posts of its own.
+        self._policy = RetryPolicy(max_attempts=MAX_POST_ATTEMPTS, max_age=_send_max_age(settings))
+        self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.botframework_timeout, connect=CONNECT_TIMEOUT)
         )
-        self._owns_http = http is None
         self._timeout = settings.botframework_timeout
         tokens: TokenSource | None = None
         self._verifier: TokenVerifier | None = None
@@ -116,12 +111,6 @@ class BotFrameworkBridge:
         )
         if self._bots:
             self._log_filter.install()
-        self._policy = policy or RetryPolicy(
-            max_attempts=MAX_POST_ATTEMPTS,
-            max_age=_send_max_age(settings),
-            base_delay=0.5,
-            max_delay=300.0,
-        )
 
     @property
     def bots(self) -> tuple[RemoteBot, ...]:
@@ -129,8 +118,7 @@ class BotFrameworkBridge:
 
     async def aclose(self) -> None:
         self._log_filter.uninstall()
-        if self._owns_http:
-            await self._http.aclose()
+        await self._http.aclose()
 
     # --- a text, posted to the bot ------------------------------------------------
 
@@ -252,6 +240,7 @@ class BotFrameworkBridge:
                 "ConversationNotFound",
             )
         if kind != "message":
+            # typing, event, trace, endOfConversation...: SMS has nothing to show for them.
             logger.debug("%s activity from %s dropped", kind, bot.endpoint.shown)
             return _dropped_id()
         try:
@@ -304,11 +293,11 @@ class BotFrameworkBridge:
         ):
             raise bad_request('members must hold exactly one person, as {"id": "+15551234567"}')
         person = members[0]["id"].strip()
-        if not _is_address(person):
+        if not is_address(person):
             raise bad_request(f"member {person!r} is not a phone number in E.164 form")
         ours = self._our_address(bot, parameters.get("bot"))
         reply_from, reply_service = (
-            (None, ours) if _SERVICE_SID.fullmatch(ours) else self._reply_sender(ours, None)
+            (None, ours) if is_service_sid(ours) else self._reply_sender(ours, None)
         )
         record = ConversationRecord(
             conversation=f"{ours}|{person}",
@@ -337,12 +326,12 @@ class BotFrameworkBridge:
         requested = account.get("id") if isinstance(account, Mapping) else None
         if isinstance(requested, str) and requested.strip():
             requested = requested.strip()
-            is_service = _SERVICE_SID.fullmatch(requested) is not None
+            is_service = is_service_sid(requested)
             route = self._routes.resolve(requested, requested if is_service else None)
             if (
                 route is None
                 or route.router is not bot.router
-                or not (is_service or _is_address(requested))
+                or not (is_service or is_address(requested))
             ):
                 raise bad_request(f"bot.id {requested!r} is not one of this bot's numbers")
             return requested
@@ -427,13 +416,6 @@ def _send_max_age(settings: Settings) -> timedelta:
         return parse_duration(settings.send_max_age)
     except ValueError as error:
         raise ConfigError(f"SMS_ADAPTER_SEND_MAX_AGE is invalid: {error}") from None
-
-
-def _is_address(text: str) -> bool:
-    number = text.removeprefix("whatsapp:")
-    return (
-        number.startswith("+") and number[1:].isdigit() and 2 <= len(number) - 1 <= 15
-    ) and number[1] != "0"
 
 
 def _dropped_id() -> str:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from adapter.long_messages import MAX_BODY_CHARS, split_body
+from adapter.context import MAX_MEDIA
+from adapter.long_messages import split_body
 
-MAX_MEDIA = 10  # Twilio's limit of MediaUrl per message
 CARD_PREFIX = "application/vnd.microsoft.card."
 TEXT_CARDS = frozenset({CARD_PREFIX + "hero", CARD_PREFIX + "thumbnail"})
 # Button types whose value is worth spelling out: SMS has no button to hide it behind.
@@ -115,7 +115,7 @@ def _action_label(action: Mapping[str, Any], where: str) -> str:
 
 
 def _messages(body: str, media: list[str]) -> list[SmsPart]:
-    bodies = split_body(body, MAX_BODY_CHARS) if body else []
+    bodies = split_body(body) if body else []
     media_groups = [tuple(media[i : i + MAX_MEDIA]) for i in range(0, len(media), MAX_MEDIA)]
     # The media ride with the first parts; whatever is left over goes out alone.
     count = max(len(bodies), len(media_groups))

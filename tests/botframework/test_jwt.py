@@ -193,14 +193,20 @@ async def test_in_jwt_mode_posts_carry_a_token_and_replies_must_too(
             [activity] = bot.activities
             conversation = quote(PERSON, safe="")
             url = f"{activity['serviceUrl']}/v3/conversations/{conversation}/activities"
-            answer = {"type": "message", "text": "Signed reply"}
 
-            unsigned = await http.post(url, json=answer)
+            def answer(text: str) -> dict[str, str]:
+                return {"type": "message", "text": text}
+
+            # Replies to one person go out in order: had a refused one been sent, it
+            # would be the first SMS.
+            unsigned = await http.post(url, json=answer("Unsigned reply"))
             forged = await http.post(
-                url, json=answer, headers={"Authorization": f"Bearer {token(key=OTHER_KEY)}"}
+                url,
+                json=answer("Forged reply"),
+                headers={"Authorization": f"Bearer {token(key=OTHER_KEY)}"},
             )
             signed = await http.post(
-                url, json=answer, headers={"Authorization": f"Bearer {token()}"}
+                url, json=answer("Signed reply"), headers={"Authorization": f"Bearer {token()}"}
             )
 
             async def sms_bodies() -> list[str]:

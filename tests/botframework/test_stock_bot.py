@@ -24,11 +24,10 @@ async def text_the_bot(client: httpx.AsyncClient, running: Running, person: str,
 async def texts_to(
     client: httpx.AsyncClient, running: Running, person: str
 ) -> list[dict[str, Any]]:
-    response = await client.get(f"{running.base}/_emulator/messages")
+    response = await client.get(f"{running.base}/_emulator/messages", params={"to": person})
     response.raise_for_status()
-    data = response.json()
-    messages = data["messages"] if isinstance(data, dict) else data
-    return [m for m in messages if m["direction"].startswith("outbound") and m["to"] == person]
+    messages: list[dict[str, Any]] = response.json()
+    return messages
 
 
 async def wait_for_bodies(

@@ -58,10 +58,14 @@ def test_a_photo_is_added_to_the_latest_ticket() -> None:
     assert conversation.state["tickets"][0]["photos"] == [PHOTO]
 
 
-def test_stop_forgets_the_person_and_sends_nothing() -> None:
+# Every keyword Twilio opts a person out on, as the person may type it.
+@pytest.mark.parametrize(
+    "word", ["STOP", "stopall", "Unsubscribe", "cancel", "END", "quit", "revoke", "OPTOUT"]
+)
+def test_stop_forgets_the_person_and_sends_nothing(word: str) -> None:
     conversation = chat()
     conversation.say("my name is ann")
-    conversation.expect("STOP")
+    conversation.expect(word)
     assert conversation.state == {}
 
 
