@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from adapter.context import RecipientOptedOut
+from adapter.context import MAX_MEDIA, RecipientOptedOut
+from adapter.long_messages import MAX_BODY_CHARS
 from adapter.store.base import OutboundRecord, StoreError
 
 if TYPE_CHECKING:
@@ -23,11 +24,10 @@ if TYPE_CHECKING:
 
 E164 = re.compile(r"^(whatsapp:)?\+[1-9]\d{6,14}$")
 SERVICE_SID = re.compile(r"^MG[0-9a-f]{32}$")
-MAX_BODY = 1600
-MAX_MEDIA = 10
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def error_response(status: int, message: str) -> JSONResponse:
+    """The operator APIs' error body: {"error": "what is wrong"}."""
     return JSONResponse({"error": message}, status_code=status)
 
 
@@ -53,8 +53,8 @@ def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
         return {}, "to must be an E.164 number such as +15551234567 (or whatsapp:+15551234567)"
     body = data.get("body", "")
     media = data.get("media", [])
-    if not isinstance(body, str) or len(body) > MAX_BODY:
-        return {}, f"body must be text of at most {MAX_BODY} characters"
+    if not isinstance(body, str) or len(body) > MAX_BODY_CHARS:
+        return {}, f"body must be text of at most {MAX_BODY_CHARS} characters"
     if (
         not isinstance(media, list)
         or len(media) > MAX_MEDIA
@@ -111,10 +111,10 @@ async def send_message(request: Request) -> Response:
     try:
         data = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
-        return _error(400, "expected a JSON body")
+        return error_response(400, "expected a JSON body")
     fields, problem = _validate(data, channel)
     if problem is not None:
-        return _error(400, problem)
+        return error_response(400, problem)
     try:
         outbox_id = await channel.send_text(
             fields["to"],
@@ -124,9 +124,9 @@ async def send_message(request: Request) -> Response:
             media=fields["media"],
         )
     except RecipientOptedOut as refused:
-        return _error(409, str(refused))
+        return error_response(409, str(refused))
     except StoreError:
-        return _error(503, "the store is unavailable; nothing was queued")
+        return error_response(503, "the store is unavailable; nothing was queued")
     return JSONResponse({"id": outbox_id, "state": "pending"}, status_code=202)
 
 
@@ -136,10 +136,10 @@ async def get_message(request: Request) -> Response:
         return denied
     raw_id = request.path_params["outbox_id"]
     if not raw_id.isdigit():
-        return _error(400, "the id is a number returned by POST /api/messages")
+        return error_response(400, "the id is a number returned by POST /api/messages")
     record = await channel.store.get_outbound(int(raw_id))
     if record is None:
-        return _error(404, "no such message")
+        return error_response(404, "no such message")
     return JSONResponse(_record_json(record))
 
 

@@ -29,7 +29,7 @@ from adapter.delivery.ratelimit_postgres import limiter_for
 from adapter.delivery.retry import RetryPolicy, parse_duration
 from adapter.delivery.sender import Sender
 from adapter.delivery.status_refresh import StatusRefresher
-from adapter.events import ChannelEvents, EventFanOut
+from adapter.events import ChannelEvents
 from adapter.gc_tuning import tune_garbage_collector
 from adapter.history import HistoryService
 from adapter.logs import configure_logging, message_fields
@@ -42,7 +42,7 @@ from adapter.routing import StatusUpdate
 from adapter.settings import ConfigError, Settings
 from adapter.store.base import ReplyDraft, Store
 from adapter.store.factory import store_for
-from adapter.twilio.client import Credentials, TwilioClient
+from adapter.twilio.client import TwilioClient
 from adapter.twilio.opt_out import UNSUBSCRIBED_ERROR
 from adapter.twilio.signature import SignatureValidator
 from adapter.webhooks import messaging_webhook, status_callback
@@ -213,15 +213,9 @@ def build_channel(
     *,
     store: Store | None = None,
     http: httpx.AsyncClient | None = None,
-    events: ChannelEvents | None = None,
 ) -> Channel:
     """Validate settings and assemble the channel; ConfigError names any bad setting."""
-    settings.require_credentials()
-    assert settings.account_sid is not None and settings.auth_token is not None
-    if settings.api_key and settings.api_secret:
-        credentials = Credentials(settings.account_sid, settings.api_key, settings.api_secret)
-    else:
-        credentials = Credentials(settings.account_sid, settings.account_sid, settings.auth_token)
+    credentials = settings.rest_credentials()
     if store is None:
         try:
             store = store_for(settings.database)
@@ -250,8 +244,7 @@ def build_channel(
         routes=routes,
         client=TwilioClient(credentials, settings.twilio_base_url, http=http),
         limiter=limiter,
-        # Metrics hear every event; a caller's own listener hears them too.
-        events=metrics if events is None else EventFanOut([metrics, events]),
+        events=metrics,
         trusted_proxies=list(trusted),
         metrics=metrics,
         media=MediaDownloader(credentials, settings.twilio_base_url, http=http),

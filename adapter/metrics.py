@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -63,6 +63,17 @@ def _error_kind(error: TwilioError) -> str:
     if isinstance(error, TwilioApiError):
         return "rejected"
     return "network"
+
+
+@runtime_checkable
+class WaitCounts(Protocol):
+    """A limiter that counts the requests it held back (this process's)."""
+
+    @property
+    def waits(self) -> int: ...
+
+    @property
+    def wait_seconds(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -215,16 +226,13 @@ class Metrics(ChannelEvents):
             age = 0.0
             if stats.oldest_pending_at is not None:
                 age = max(0.0, (datetime.now(UTC) - stats.oldest_pending_at).total_seconds())
-        # A fleet-wide limiter (PostgreSQL) may keep no per-process counts.
-        waits = getattr(limiter, "waits", None)
-        wait_seconds = getattr(limiter, "wait_seconds", None)
+        # AccountLimiter and PostgresLimiter count; the `Limiter` protocol does not promise it.
+        counts = limiter if isinstance(limiter, WaitCounts) else None
         self._snapshot.snapshot = ScrapeSnapshot(
             outbox_depth=depth,
             oldest_pending_age=age,
-            rate_limit_waits=waits if isinstance(waits, int) else None,
-            rate_limit_wait_seconds=(
-                float(wait_seconds) if isinstance(wait_seconds, int | float) else None
-            ),
+            rate_limit_waits=counts.waits if counts is not None else None,
+            rate_limit_wait_seconds=counts.wait_seconds if counts is not None else None,
         )
 
     def render(self) -> bytes:

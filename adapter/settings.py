@@ -15,7 +15,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from adapter.botframework.endpoint import parse_auth_mode
+from adapter.delivery.ratelimit import parse_rate
+from adapter.delivery.retry import parse_duration
 from adapter.long_messages import LongMessages, parse_long_messages
+from adapter.request_url import parse_trusted_proxies
+from adapter.twilio.client import Credentials
 
 PREFIX = "SMS_ADAPTER_"
 
@@ -60,6 +64,18 @@ def _url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError("expected a URL without a query string or fragment")
     return value
+
+
+def _checked_by(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """A setting kept as text (its default is documented as text) whose value `parse`
+    must accept: a typo then fails at load, naming the setting, like any other."""
+
+    def checked(value: str) -> str:
+        text = value.strip()
+        parse(text)
+        return text
+
+    return checked
 
 
 def _log_level(value: str) -> str:
@@ -130,7 +146,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         PREFIX + "TRUSTED_PROXIES",
         "trusted_proxies",
-        _text,
+        _checked_by(parse_trusted_proxies),
         "Peers whose X-Forwarded-Proto/Host/Port are believed (IPs or CIDRs, comma-separated; * for any).",
         "127.0.0.1,::1",
     ),
@@ -180,7 +196,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         PREFIX + "RATE_LIMIT",
         "rate_limit",
-        _text,
+        _checked_by(parse_rate),
         "Most requests to Twilio per window, account-wide (count/window).",
         "1200/60s",
     ),
@@ -201,7 +217,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         PREFIX + "SEND_MAX_AGE",
         "send_max_age",
-        _text,
+        _checked_by(parse_duration),
         "Age after which an unsent reply is dead-lettered rather than sent late (90s, 30m, 4h, 1d).",
         "4h",
     ),
@@ -215,7 +231,7 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec(
         PREFIX + "STATUS_REFRESH_AFTER",
         "status_refresh_after",
-        _text,
+        _checked_by(parse_duration),
         "Ask Twilio (Get Message) for the status of a sent message that has no final status after this long.",
         "10m",
     ),
@@ -418,6 +434,15 @@ class Settings:
         if bool(self.api_key) != bool(self.api_secret):
             raise ConfigError("TWILIO_API_KEY and TWILIO_API_SECRET must be set together")
 
+    def rest_credentials(self) -> Credentials:
+        """What REST calls authenticate with: the API key when one is set, else the auth
+        token. ConfigError (from `require_credentials`) names what is missing."""
+        self.require_credentials()
+        assert self.account_sid is not None and self.auth_token is not None
+        if self.api_key and self.api_secret:
+            return Credentials(self.account_sid, self.api_key, self.api_secret)
+        return Credentials(self.account_sid, self.account_sid, self.auth_token)
+
 
 def _parse_one(spec: SettingSpec, raw: Any, source: str) -> Any:
     text = str(raw).lower() if isinstance(raw, bool) else str(raw)
@@ -425,7 +450,7 @@ def _parse_one(spec: SettingSpec, raw: Any, source: str) -> Any:
         return spec.parse(text)
     except ValueError as error:
         shown = "" if spec.secret else f" {text!r}"
-        raise ConfigError(f"{spec.env} ({source}){shown} is invalid: {error}") from None
+        raise ConfigError(f"{spec.env}{shown} ({source}) is invalid: {error}") from None
 
 
 def load_settings(

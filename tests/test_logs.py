@@ -31,7 +31,8 @@ import pytest
 from adapter.logs import configure_logging, message_fields
 from adapter.settings import Settings
 from adapter.twilio.emulator.faults import Fault, Faults
-from tests.servers import bound_socket, wait_for
+from tests.processes import free_port
+from tests.servers import wait_for
 
 ACCOUNT_SID = "AC" + "7" * 32
 AUTH_TOKEN = "auth-TOKEN-0f1e2d"
@@ -212,13 +213,6 @@ async def handle(ctx: Context) -> None:
 FAULTS = "429=0.2,500=0.2,seed=6213"
 
 
-def _free_port() -> int:
-    sock, _ = bound_socket()
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def _start(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "adapter.cli", *args],
@@ -265,7 +259,7 @@ async def test_a_full_run_logs_no_secret_anywhere(tmp_path: Path) -> None:
     assert [faults.choose(draws) for _ in expected] == expected
 
     (tmp_path / "leaky_bot.py").write_text(textwrap.dedent(BOT))
-    adapter_port, emulator_port = _free_port(), _free_port()
+    adapter_port, emulator_port = free_port(), free_port()
     adapter, emulator = f"http://127.0.0.1:{adapter_port}", f"http://127.0.0.1:{emulator_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TWILIO_", "SMS_ADAPTER_"))}
     env |= {

@@ -37,20 +37,25 @@ from tests.servers import bound_socket, serve, wait_for
 
 PEOPLE = ("+15551234567", "+15557654321")
 ADMIN_TOKEN = "metrics-admin-token"
+# Each sample's value, by metric name and label set.
+Scrape = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(exposition: str) -> Scrape:
     """Every sample of a scrape, by name and labels."""
-    found: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    found: Scrape = {}
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
             found[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return found
 
 
-def value(
-    scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
+def scraped(metrics: Metrics) -> Scrape:
+    """What Prometheus would read from `metrics` now."""
+    return samples(metrics.render().decode())
+
+
+def value(scrape: Scrape, name: str, **labels: str) -> float:
     return scrape[(name, frozenset(labels.items()))]
 
 
@@ -226,7 +231,7 @@ def test_each_hook_counts_once_under_its_labels(
 ) -> None:
     metrics = Metrics()
     hook(metrics)
-    scrape = samples(metrics.render().decode())
+    scrape = scraped(metrics)
     for name, labels in expected:
         assert value(scrape, name, **labels) == 1
     counted = sum(v for (n, _), v in scrape.items() if n.endswith("_total"))
@@ -236,18 +241,8 @@ def test_each_hook_counts_once_under_its_labels(
 def test_each_app_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()
     first.inbound("accepted")
-    assert (
-        value(
-            samples(first.render().decode()), "sms_adapter_inbound_texts_total", result="accepted"
-        )
-        == 1
-    )
-    assert (
-        value(
-            samples(second.render().decode()), "sms_adapter_inbound_texts_total", result="accepted"
-        )
-        == 0
-    )
+    assert value(scraped(first), "sms_adapter_inbound_texts_total", result="accepted") == 1
+    assert value(scraped(second), "sms_adapter_inbound_texts_total", result="accepted") == 0
 
 
 async def test_scrape_time_values_come_from_the_store_and_the_limiter(tmp_path: Path) -> None:
@@ -266,7 +261,7 @@ async def test_scrape_time_values_come_from_the_store_and_the_limiter(tmp_path: 
         await metrics.refresh(store, limiter)
     finally:
         await store.close()
-    scrape = samples(metrics.render().decode())
+    scrape = scraped(metrics)
     assert value(scrape, "sms_adapter_outbox_depth") == 1
     assert value(scrape, "sms_adapter_outbox_oldest_pending_age_seconds") >= 0
     assert value(scrape, "sms_adapter_rate_limit_waits_total") == 1
@@ -281,7 +276,7 @@ async def _take_slot(limiter: AccountLimiter) -> None:
 async def test_a_store_that_is_down_leaves_the_outbox_gauges_out(tmp_path: Path) -> None:
     metrics = Metrics()
     await metrics.refresh(SQLiteStore(str(tmp_path / "never-opened.sqlite3")), object())
-    names = {name for name, _ in samples(metrics.render().decode())}
+    names = {name for name, _ in scraped(metrics)}
     assert "sms_adapter_outbox_depth" not in names
     assert "sms_adapter_rate_limit_waits_total" not in names  # this limiter keeps no count
     assert "sms_adapter_inbound_texts_total" in names  # the rest still renders

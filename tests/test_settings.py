@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,11 +43,28 @@ def test_toml_routes(tmp_path: Path) -> None:
         ({"SMS_ADAPTER_VALIDATE_SIGNATURES": "perhaps"}, "SMS_ADAPTER_VALIDATE_SIGNATURES"),
         ({"SMS_ADAPTER_LOG_LEVEL": "loud"}, "SMS_ADAPTER_LOG_LEVEL"),
         ({"SMS_ADAPTER_SENDER_MPS": "-1"}, "SMS_ADAPTER_SENDER_MPS"),
+        ({"SMS_ADAPTER_RATE_LIMIT": "fast"}, "SMS_ADAPTER_RATE_LIMIT 'fast'"),
+        ({"SMS_ADAPTER_SEND_MAX_AGE": "soon"}, "SMS_ADAPTER_SEND_MAX_AGE 'soon'"),
+        ({"SMS_ADAPTER_STATUS_REFRESH_AFTER": "ten minutes"}, "SMS_ADAPTER_STATUS_REFRESH_AFTER"),
+        ({"SMS_ADAPTER_TRUSTED_PROXIES": "10.0.0.0/8,proxy"}, "trusted proxy 'proxy'"),
     ],
 )
 def test_bad_values_name_the_setting(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
         load_settings(environ)
+
+
+def test_a_bad_value_in_the_config_file_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "adapter.toml"
+    config.write_text('rate_limit = "lots"\n')
+    with pytest.raises(ConfigError, match=re.escape(f"SMS_ADAPTER_RATE_LIMIT 'lots' ({config})")):
+        load_settings({}, config)
+
+
+def test_values_checked_at_load_keep_their_text() -> None:
+    environ = {"SMS_ADAPTER_RATE_LIMIT": " 10/1s ", "SMS_ADAPTER_TRUSTED_PROXIES": "*"}
+    settings, _ = load_settings(environ)
+    assert (settings.rate_limit, settings.trusted_proxies) == ("10/1s", "*")
 
 
 def test_secret_values_stay_out_of_repr() -> None:
