@@ -3,7 +3,7 @@
 A bot is a Router with handlers:
 
     from adapter import Context, Router
-    from adapter.filters import Keyword
+    from adapter.bot.filters import Keyword
 
     router = Router()
 
@@ -12,6 +12,9 @@ A bot is a Router with handlers:
         await ctx.reply("Text me anything and I'll echo it.")
 
 Run it with `SMS_ADAPTER_BOTS=mybot:router sms-adapter dev`.
+
+Importing this package loads the bot API only (`adapter.bot`): no HTTP client, no
+Twilio SDK, no server. The test helper and the server side load on first use.
 """
 
 from __future__ import annotations
@@ -19,19 +22,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from adapter.activity import Activity
-from adapter.context import Context, ReplyError
-from adapter.routing import Router, StatusUpdate
-from adapter.testing import BotConversation
+from adapter.bot.context import Context, RecipientOptedOut, ReplyError
+from adapter.bot.router import Router, StatusUpdate
 
 if TYPE_CHECKING:
-    from adapter.app import Channel, create_app
-    from adapter.settings import Settings, load_settings
+    from adapter.runtime.channel import Channel
+    from adapter.runtime.settings import Settings, load_settings
+    from adapter.testing import BotConversation
+    from adapter.web.app import create_app
 
 __all__ = [
     "Activity",
     "BotConversation",
     "Channel",
     "Context",
+    "RecipientOptedOut",
     "ReplyError",
     "Router",
     "Settings",
@@ -40,16 +45,20 @@ __all__ = [
     "load_settings",
 ]
 
+# Names that live outside the bot API, imported on first use (PEP 562).
+_LAZY = {
+    "BotConversation": "adapter.testing",
+    "Channel": "adapter.runtime.channel",
+    "create_app": "adapter.web.app",
+    "Settings": "adapter.runtime.settings",
+    "load_settings": "adapter.runtime.settings",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # The server side is imported on first use, so `from adapter import Router` in a
-    # bot module stays light and free of import cycles.
-    if name in {"Channel", "create_app"}:
-        from adapter import app
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'adapter' has no attribute {name!r}")
+    import importlib
 
-        return getattr(app, name)
-    if name in {"Settings", "load_settings"}:
-        from adapter import settings
-
-        return getattr(settings, name)
-    raise AttributeError(f"module 'adapter' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from adapter.messages import InboundMessage
+from adapter.twilio.messages import InboundMessage
 
 CHANNEL_ID = "sms"
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import enum
 import unicodedata
 
+from adapter.twilio.limits import MAX_BODY_CHARS
+
 # Twilio's limit on Body for one Message (error 21617 beyond it).
-MAX_BODY_CHARS = 1600
 # Marks a truncated reply. Three dots rather than "…": that one character is outside
 # GSM-7 and would make the whole reply UCS-2, more than doubling its segments.
 TRUNCATION_MARK = "..."

@@ -22,15 +22,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from adapter.bots import load_bot
-from adapter.context import MAX_MEDIA, Context, jsonable_state
-from adapter.history import HistoryMessage
-from adapter.messages import InboundMessage, OutboundMessage
-from adapter.routing import Router
+from adapter.bot.context import Context, jsonable_state
+from adapter.bot.router import Router
+from adapter.devtools.emulator.inbound import inbound_webhook_form
+from adapter.devtools.emulator.state import INBOUND, StoredMessage, media_at, new_sid
+from adapter.history.service import HistoryMessage
+from adapter.runtime.bot_routes import load_bot
 from adapter.segments import count_segments
-from adapter.twilio.emulator.inbound import inbound_webhook_form
-from adapter.twilio.emulator.state import INBOUND, StoredMessage, media_at, new_sid
-from adapter.twilio.webhook import parse_inbound
+from adapter.twilio.limits import MAX_MEDIA
+from adapter.twilio.messages import InboundMessage, OutboundMessage
+from adapter.twilio.webhook_form import parse_inbound
 
 ACCOUNT_SID = "AC" + "0" * 32
 

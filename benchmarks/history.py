@@ -35,15 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from twilio.rest import Client
 
-from adapter.delivery.ratelimit import (
+from adapter.history.service import HistoryService, SyncReport
+from adapter.ratelimit import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_RATE,
     AccountLimiter,
 )
-from adapter.history import HistoryService, SyncReport
-from adapter.messages import ConversationKey
 from adapter.store.sqlite import SQLiteStore
 from adapter.twilio.client import Credentials, TwilioClient
+from adapter.twilio.messages import ConversationKey
 from benchmarks.support import (
     ACCOUNT_SID,
     AUTH_TOKEN,

@@ -13,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapter.app import build_channel, create_app
-from adapter.gc_tuning import tune_garbage_collector
-from adapter.settings import load_settings
-from adapter.twilio.webhook import EMPTY_TWIML
+from adapter.runtime.channel import build_channel
+from adapter.runtime.gc_tuning import tune_garbage_collector
+from adapter.runtime.settings import load_settings
+from adapter.twilio.webhook_form import EMPTY_TWIML
+from adapter.web.app import create_app
 
 
 async def bare(request: Request) -> Response:

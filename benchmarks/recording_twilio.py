@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.responses import JSONResponse
 
-from adapter.gc_tuning import tune_garbage_collector
-from adapter.twilio.emulator import EmulatorConfig, create_emulator_app
+from adapter.devtools.emulator import EmulatorConfig, create_emulator_app
+from adapter.runtime.gc_tuning import tune_garbage_collector
 from benchmarks.support import OUR_NUMBER
 
 Scope = dict[str, Any]
@@ -69,7 +69,7 @@ class SendRecorder:
 
 def build() -> SendRecorder:
     # Callbacks still in flight when the adapter stops would each log a failure.
-    logging.getLogger("adapter.twilio.emulator").setLevel(logging.ERROR)
+    logging.getLogger("adapter.devtools.emulator").setLevel(logging.ERROR)
     config = EmulatorConfig(
         account_sid=os.environ["TWILIO_ACCOUNT_SID"],
         auth_token=os.environ["TWILIO_AUTH_TOKEN"],

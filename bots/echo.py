@@ -3,9 +3,9 @@
 SMS_ADAPTER_BOTS=bots.echo:router sms-adapter dev
 """
 
-from adapter.context import Context
-from adapter.filters import Keyword
-from adapter.routing import Router
+from adapter.bot.context import Context
+from adapter.bot.filters import Keyword
+from adapter.bot.router import Router
 
 router = Router("echo")
 

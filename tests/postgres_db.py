@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from adapter.store.postgres import redact
-from adapter.store.postgres_schema import quote_identifier
+from adapter.store.postgres.schema import quote_identifier
+from adapter.store.postgres.store import redact
 
 URL_VARIABLE = "SMS_ADAPTER_TEST_POSTGRES"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -5,8 +5,8 @@ notes the replies refused because the person opted out."""
 from __future__ import annotations
 
 from adapter import Context, Router
-from adapter.context import RecipientOptedOut
-from adapter.filters import HasMedia, Keyword
+from adapter.bot.context import RecipientOptedOut
+from adapter.bot.filters import HasMedia, Keyword
 
 router = Router("real-world")
 

@@ -10,18 +10,20 @@ import pytest
 
 import bots.echo
 import bots.help_desk
-from adapter.bots import (
+from adapter.bot.router import Router
+from adapter.config_error import ConfigError
+from adapter.delivery.routes import RouteTable
+from adapter.runtime.bot_routes import (
     BotConfigError,
     Route,
     RouteSpec,
-    RouteTable,
     build_route_table,
     load_bot,
+    load_route_table,
     parse_routes,
     routes_from_toml,
 )
-from adapter.routing import Router
-from adapter.settings import ConfigError, Settings
+from adapter.runtime.settings import Settings
 from adapter.testing import BotConversation
 
 NUMBER = "+15550001111"
@@ -156,7 +158,7 @@ def test_routes_from_a_config_file() -> None:
 
 
 def test_routes_as_settings_keeps_them() -> None:
-    # adapter.settings keeps the [[routes]] tables as a tuple of dicts.
+    # adapter.runtime.settings keeps the [[routes]] tables as a tuple of dicts.
     assert routes_from_toml({"routes": ({"default": True, "bot": ECHO},)}) == [RouteSpec("*", ECHO)]
 
 
@@ -222,7 +224,7 @@ def test_bad_route_tables_are_named_by_their_position(tables: str, message: str)
 
 
 def table(*specs: RouteSpec) -> RouteTable:
-    return RouteTable(specs)
+    return load_route_table(specs)
 
 
 @pytest.mark.parametrize(
@@ -296,7 +298,7 @@ def test_replies_come_from_the_number_texted_unless_sent_via_a_service(
 )
 def test_a_route_table_that_cannot_work_is_refused(specs: list[RouteSpec], message: str) -> None:
     with pytest.raises(BotConfigError, match=re.escape(message)):
-        RouteTable(specs)
+        load_route_table(specs)
 
 
 @pytest.mark.parametrize(
@@ -369,7 +371,7 @@ def test_a_module_level_handler_function_becomes_a_bot(bot_module: Callable[[str
 def test_a_router_may_sit_inside_an_object(bot_module: Callable[[str], str]) -> None:
     name = bot_module(
         """
-        from adapter.routing import Router
+        from adapter.bot.router import Router
 
         class Bots:
             support = Router("support")
@@ -382,7 +384,7 @@ def test_a_router_may_sit_inside_an_object(bot_module: Callable[[str], str]) -> 
     ("source", "attribute", "message"),
     [
         (
-            "from adapter.routing import Router\nmain = Router()\n",
+            "from adapter.bot.router import Router\nmain = Router()\n",
             "routr",
             "has no 'routr'; its Routers: main",
         ),

@@ -21,15 +21,16 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapter.app import Channel, create_app
-from adapter.settings import Settings
-from adapter.twilio.emulator import (
+from adapter.devtools.emulator import (
     EmulatorConfig,
     EmulatorState,
     Fault,
     create_emulator_app,
     parse_faults,
 )
+from adapter.runtime.channel import Channel
+from adapter.runtime.settings import Settings
+from adapter.web.app import create_app
 from tests.servers import bound_socket, serve, wait_for
 
 ACCOUNT_SID = "AC" + "4" * 32

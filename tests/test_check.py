@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from adapter.twilio.emulator import EmulatorConfig, create_emulator_app
+from adapter.devtools.emulator import EmulatorConfig, create_emulator_app
 from tests.servers import bound_socket, serve
 
 CLI = [sys.executable, "-m", "adapter.cli", "check"]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from adapter.cli import build_parser
-from adapter.settings import SPECS, load_settings
+from adapter.runtime.settings import SPECS, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = Path(__file__).parent / "compose_spec" / "compose-spec.json"

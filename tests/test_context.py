@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from adapter.context import (
+from adapter.bot.context import (
     Context,
     EmptyReply,
     InvalidMediaUrl,
@@ -15,8 +15,8 @@ from adapter.context import (
     TooManyMedia,
     jsonable_state,
 )
-from adapter.messages import OutboundMessage
 from adapter.testing import inbound_message
+from adapter.twilio.messages import OutboundMessage
 
 PERSON = "+15551230000"
 OURS = "+15005550006"

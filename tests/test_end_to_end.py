@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.dev import DEV_NUMBER, create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import DEV_NUMBER, create_dev_app
+from adapter.runtime.settings import Settings
 from tests.servers import bound_socket, serve, wait_for
 
 PERSON = "+15551234567"

@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from adapter.context import Context
-from adapter.filters import (
+from adapter.bot.context import Context
+from adapter.bot.filters import (
     Contains,
     F,
     Filter,

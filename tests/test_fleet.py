@@ -31,9 +31,9 @@ import pytest
 import uvicorn
 from twilio.request_validator import RequestValidator
 
-from adapter.delivery.ratelimit import Rate
-from adapter.twilio.emulator import EmulatorConfig, EmulatorState, create_emulator_app
-from adapter.twilio.emulator.state import OUTBOUND_API
+from adapter.devtools.emulator import EmulatorConfig, EmulatorState, create_emulator_app
+from adapter.devtools.emulator.state import OUTBOUND_API
+from adapter.ratelimit import Rate
 from tests.postgres_db import admin_connection, fresh_schema
 from tests.servers import bound_socket, wait_for
 

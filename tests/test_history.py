@@ -18,21 +18,21 @@ import httpx
 import pytest
 
 from adapter import Context, Router
-from adapter.dev import DEV_NUMBER, create_dev_app
-from adapter.history import Cursor, HistoryService, conversation_of, default_our_number
-from adapter.messages import ConversationKey
-from adapter.settings import Settings
-from adapter.store.sqlite import SQLiteStore
-from adapter.testing import inbound_message
-from adapter.twilio.client import Credentials, TwilioClient
-from adapter.twilio.emulator import (
+from adapter.cli.dev import DEV_NUMBER, create_dev_app
+from adapter.devtools.emulator import (
     EmulatorConfig,
     EmulatorState,
     StoredMessage,
     create_emulator_app,
 )
-from adapter.twilio.emulator.state import INBOUND, OUTBOUND_API
+from adapter.devtools.emulator.state import INBOUND, OUTBOUND_API
+from adapter.history.service import Cursor, HistoryService, conversation_of, default_our_number
+from adapter.runtime.settings import Settings
+from adapter.store.sqlite import SQLiteStore
+from adapter.testing import inbound_message
+from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import TwilioRateLimited
+from adapter.twilio.messages import ConversationKey
 from adapter.twilio.resources import format_rfc2822
 from tests.servers import bound_socket, serve, wait_for
 
@@ -417,7 +417,7 @@ async def test_a_bot_still_gets_the_cached_history_when_twilio_is_unreachable(
 
     handling = inbound_message("are you there?", person=PERSON, ours=OURS)
     async with history_over(httpx.MockTransport(twilio), tmp_path) as history:
-        with caplog.at_level(logging.WARNING, logger="adapter.history"):
+        with caplog.at_level(logging.WARNING, logger="adapter.history.service"):
             latest = await history.service.provider_for(handling)(5)
     assert [m.body for m in latest] == ["are you there?"]
     assert "Twilio list failed" in caplog.text

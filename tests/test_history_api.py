@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.app import create_app
-from adapter.settings import Settings
-from adapter.twilio.emulator import EmulatorConfig, EmulatorState, create_emulator_app
+from adapter.devtools.emulator import EmulatorConfig, EmulatorState, create_emulator_app
+from adapter.runtime.settings import Settings
+from adapter.web.app import create_app
 from tests.servers import bound_socket, serve
 from tests.test_history import ACCOUNT_SID, AUTH_TOKEN, OURS, PERSON, text
 

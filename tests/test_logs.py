@@ -28,9 +28,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from adapter.logs import configure_logging, message_fields
-from adapter.settings import Settings
-from adapter.twilio.emulator.faults import Fault, Faults
+from adapter.devtools.emulator.faults import Fault, Faults
+from adapter.logs import message_fields
+from adapter.runtime.logging_setup import configure_logging
+from adapter.runtime.settings import Settings
 from tests.processes import free_port
 from tests.servers import wait_for
 

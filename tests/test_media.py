@@ -16,18 +16,12 @@ import httpx
 import pytest
 
 from adapter.activity import Attachment
-from adapter.context import Context
-from adapter.media import (
-    MAX_REDIRECTS,
-    MediaDownloader,
-    MediaFile,
-    MediaTooLarge,
-    MediaUnavailable,
-    MediaUrlNotAllowed,
-)
-from adapter.messages import Media
+from adapter.bot.context import Context
+from adapter.bot.media import MediaFile, MediaTooLarge, MediaUnavailable, MediaUrlNotAllowed
+from adapter.delivery.media_download import MAX_REDIRECTS, MediaDownloader
 from adapter.testing import inbound_message
 from adapter.twilio.client import Credentials
+from adapter.twilio.messages import Media
 
 ACCOUNT_SID = "AC" + "1" * 32
 AUTH_TOKEN = "media-test-auth-token"

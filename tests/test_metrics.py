@@ -20,10 +20,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from adapter.delivery.ratelimit import AccountLimiter, Rate
-from adapter.dev import DEV_ACCOUNT_SID, DEV_NUMBER, create_dev_app
-from adapter.metrics import Metrics
-from adapter.settings import Settings
+from adapter.cli.dev import DEV_ACCOUNT_SID, DEV_NUMBER, create_dev_app
+from adapter.ratelimit import AccountLimiter, Rate
+from adapter.runtime.metrics import Metrics
+from adapter.runtime.settings import Settings
 from adapter.store.base import OutboundJob, ReplyDraft
 from adapter.store.sqlite import SQLiteStore
 from adapter.twilio.errors import (

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.dev import DEV_NUMBER, DevApp, create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import DEV_NUMBER, DevApp, create_dev_app
+from adapter.runtime.settings import Settings
 from tests import status_bot
 from tests.servers import bound_socket, serve, wait_for
 
@@ -139,6 +139,6 @@ async def test_a_late_status_never_moves_a_message_back(server: tuple[str, DevAp
         return record if record and record.twilio_status == "delivered" else None
 
     record = await wait_for(delivered)
-    await channel.record_status(record.message_sid, "sent", None)
+    await channel.statuses.record(record.message_sid, "sent", None)
     after = await channel.store.get_outbound(outbox_id)
     assert after is not None and after.twilio_status == "delivered"

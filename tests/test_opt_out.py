@@ -18,9 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.app import Channel, build_channel, create_app
-from adapter.bots import RouteSpec, RouteTable
-from adapter.context import (
+from adapter.bot.context import (
     Context,
     InvalidMediaUrl,
     RecipientOptedOut,
@@ -28,20 +26,23 @@ from adapter.context import (
     ReplyTooLong,
     TooManyMedia,
 )
+from adapter.bot.router import Router
 from adapter.delivery.dispatcher import Dispatcher
-from adapter.delivery.ratelimit import AccountLimiter, parse_rate
+from adapter.delivery.opt_outs import OptOuts
 from adapter.delivery.retry import RetryPolicy
 from adapter.delivery.sender import Sender
 from adapter.long_messages import LongMessages
-from adapter.messages import OutboundMessage
-from adapter.opt_out import OptOuts
-from adapter.routing import Router
-from adapter.settings import Settings
+from adapter.ratelimit import AccountLimiter, parse_rate
+from adapter.runtime.bot_routes import RouteSpec, load_route_table
+from adapter.runtime.channel import Channel, build_channel
+from adapter.runtime.settings import Settings
 from adapter.store.base import ReplyDraft, Store
 from adapter.store.sqlite import SQLiteStore
 from adapter.testing import inbound_message
 from adapter.twilio.client import Credentials, TwilioClient
+from adapter.twilio.messages import OutboundMessage
 from adapter.twilio.opt_out import KEYWORDS, OptOutType, opt_out_type
+from adapter.web.app import create_app
 
 ACCOUNT_SID = "AC" + "7" * 32
 AUTH_TOKEN = "opt-out-test-token"
@@ -176,7 +177,7 @@ def dispatcher_for(
     bot: str = "router",
     long_messages: LongMessages = LongMessages.SPLIT,
 ) -> Rig:
-    routes = RouteTable([RouteSpec(route, f"{__name__}:{bot}")])
+    routes = load_route_table([RouteSpec(route, f"{__name__}:{bot}")])
     dispatcher = Dispatcher(
         store,
         routes,
@@ -463,7 +464,7 @@ async def test_a_21610_in_a_status_marks_the_person_opted_out(
     [job] = await channel.store.claim_outbound(1, 60, sender_now())
     await channel.store.mark_sent(job.id, "SM" + "1" * 32, "queued")
 
-    await channel.record_status("SM" + "1" * 32, "failed", error_code)
+    await channel.statuses.record("SM" + "1" * 32, "failed", error_code)
 
     assert await channel.store.is_opted_out(OURS, PERSON) is opted_out
     record = await channel.store.get_outbound(outbox_id)

@@ -18,9 +18,9 @@ import asyncpg
 import httpx
 import pytest
 
-from adapter.dev import create_dev_app
-from adapter.settings import Settings
-from adapter.store.postgres_schema import quote_identifier
+from adapter.cli.dev import create_dev_app
+from adapter.runtime.settings import Settings
+from adapter.store.postgres.schema import quote_identifier
 from tests.postgres_db import admin_connection, server_url
 from tests.servers import bound_socket, serve, wait_for
 

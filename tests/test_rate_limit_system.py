@@ -17,12 +17,13 @@ from pathlib import Path
 
 import httpx
 
-from adapter.app import build_channel, create_app
-from adapter.messages import ConversationKey, OutboundMessage
-from adapter.settings import load_settings
+from adapter.devtools.emulator import EmulatorConfig, EmulatorState, create_emulator_app
+from adapter.runtime.channel import build_channel
+from adapter.runtime.settings import load_settings
 from adapter.store.base import ReplyDraft
 from adapter.store.sqlite import SQLiteStore
-from adapter.twilio.emulator import EmulatorConfig, EmulatorState, create_emulator_app
+from adapter.twilio.messages import ConversationKey, OutboundMessage
+from adapter.web.app import create_app
 from tests.servers import bound_socket, serve, wait_for
 
 ACCOUNT_SID = "AC" + "5" * 32

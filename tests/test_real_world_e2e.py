@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.context import RecipientOptedOut
-from adapter.dev import DEV_NUMBER, DevApp, create_dev_app
+from adapter.bot.context import RecipientOptedOut
+from adapter.cli.dev import DEV_NUMBER, DevApp, create_dev_app
+from adapter.runtime.settings import Settings
 from adapter.segments import count_segments
-from adapter.settings import Settings
 from tests import real_world_bot
 from tests.servers import bound_socket, serve, wait_for
 

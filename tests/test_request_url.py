@@ -20,8 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from twilio.request_validator import RequestValidator
 
-from adapter.request_url import Network, external_url, parse_trusted_proxies
+from adapter.networks import Network, parse_trusted_proxies
 from adapter.twilio.signature import SignatureValidator
+from adapter.web.request_url import external_url
 
 LOOPBACK = parse_trusted_proxies("127.0.0.1,::1")
 PATH = "/twilio/sms"

@@ -2,9 +2,9 @@ import re
 
 import pytest
 
-from adapter.context import Context
-from adapter.filters import Contains, F, Keyword, Regex, StartsWith
-from adapter.routing import Router, StatusUpdate
+from adapter.bot.context import Context
+from adapter.bot.filters import Contains, F, Keyword, Regex, StartsWith
+from adapter.bot.router import Router, StatusUpdate
 from adapter.testing import inbound_message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapter.context import Context, ReplyTooLong
+from adapter.bot.context import Context, ReplyTooLong
 from adapter.long_messages import (
     MAX_BODY_CHARS,
     TRUNCATION_MARK,

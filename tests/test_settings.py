@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.settings import SPECS, ConfigError, Settings, load_settings
+from adapter.config_error import ConfigError
+from adapter.runtime.settings import SPECS, Settings, load_settings
 
 
 def test_defaults() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from adapter.dev import create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import create_dev_app
+from adapter.runtime.settings import Settings
 from tests import slow_bot
 from tests.servers import bound_socket, serve, wait_for
 

@@ -4,11 +4,11 @@ from typing import Any
 
 import pytest
 
-from adapter.context import Context, StateNotSerializable
-from adapter.filters import HasMedia, Keyword
-from adapter.messages import InboundMessage, OutboundMessage
-from adapter.routing import Router
+from adapter.bot.context import Context, StateNotSerializable
+from adapter.bot.filters import HasMedia, Keyword
+from adapter.bot.router import Router
 from adapter.testing import BotConversation
+from adapter.twilio.messages import InboundMessage, OutboundMessage
 
 PHOTO = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1.png"
 

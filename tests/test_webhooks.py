@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from adapter.app import create_app
-from adapter.settings import Settings
+from adapter.runtime.settings import Settings
+from adapter.web.app import create_app
 from tests import recording_bot
 
 TOKEN = "webhook-test-token"

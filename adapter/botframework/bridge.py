@@ -22,12 +22,14 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from adapter.bot.context import Context, RetryLater
 from adapter.botframework.bot_client import BotClient, Delivered, Refused
+from adapter.botframework.config import BotFrameworkConfig
 from adapter.botframework.connector_path import connector_secret, service_url
 from adapter.botframework.endpoint import BotEndpoint
 from adapter.botframework.errors import ConnectorError, bad_request, not_found, unauthorized
@@ -42,12 +44,12 @@ from adapter.botframework.records import ConversationRecord, ConversationRecords
 from adapter.botframework.remote_bot import RemoteBotRouter
 from adapter.botframework.render import render_message
 from adapter.botframework.tokens import TokenSource
-from adapter.bots import RouteTable, is_address, is_service_sid
-from adapter.context import Context, RetryLater
-from adapter.delivery.retry import GiveUp, RetryPolicy, parse_duration
-from adapter.messages import OutboundMessage
-from adapter.settings import ConfigError, Settings
+from adapter.config_error import ConfigError
+from adapter.delivery.retry import GiveUp, RetryPolicy
+from adapter.delivery.routes import RouteTable
 from adapter.store.base import ReplyDraft, Store
+from adapter.twilio.addresses import is_address, is_service_sid
+from adapter.twilio.messages import OutboundMessage
 
 logger = logging.getLogger("adapter.botframework")
 
@@ -82,7 +84,7 @@ class RemoteBot:
 class BotFrameworkBridge:
     def __init__(
         self,
-        settings: Settings,
+        config: BotFrameworkConfig,
         store: Store,
         routes: RouteTable,
         *,
@@ -92,18 +94,18 @@ class BotFrameworkBridge:
         self._routes = routes
         self._on_enqueued = on_enqueued
         self._records = ConversationRecords(store)
-        self._bots = _bind_bots(settings, routes, self)
+        self._bots = _bind_bots(config, routes, self)
         self._by_router = {id(bot.router): bot for bot in self._bots.values()}
         # The sender's backoff, with a budget of posts of its own.
-        self._policy = RetryPolicy(max_attempts=MAX_POST_ATTEMPTS, max_age=_send_max_age(settings))
+        self._policy = RetryPolicy(max_attempts=MAX_POST_ATTEMPTS, max_age=config.send_max_age)
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.botframework_timeout, connect=CONNECT_TIMEOUT)
+            timeout=httpx.Timeout(config.timeout, connect=CONNECT_TIMEOUT)
         )
-        self._timeout = settings.botframework_timeout
+        self._timeout = config.timeout
         tokens: TokenSource | None = None
         self._verifier: TokenVerifier | None = None
         if any(bot.auth == "jwt" for bot in self._bots.values()):
-            tokens, self._verifier = _jwt_parts(settings, self._http)
+            tokens, self._verifier = _jwt_parts(config, self._http)
         self._client = BotClient(self._http, tokens)
         self._log_filter = ReplaceInLogs(
             {bot.secret: "<secret>" for bot in self._bots.values()}
@@ -346,7 +348,7 @@ class BotFrameworkBridge:
 
 
 def _bind_bots(
-    settings: Settings, routes: RouteTable, bridge: BotFrameworkBridge
+    config: BotFrameworkConfig, routes: RouteTable, bridge: BotFrameworkBridge
 ) -> dict[str, RemoteBot]:
     """Every Bot Framework bot in the route table, by its connector secret."""
     routers: list[RemoteBotRouter] = []
@@ -355,12 +357,12 @@ def _bind_bots(
             routers.append(route.router)
     if not routers:
         return {}
-    if not settings.public_url:
+    if not config.public_url:
         raise ConfigError(
             "SMS_ADAPTER_PUBLIC_URL is not set: a Bot Framework bot replies to the adapter "
             "at that URL (its serviceUrl)"
         )
-    key = settings.botframework_secret or settings.auth_token
+    key = config.secret_key
     if not key:
         raise ConfigError("SMS_ADAPTER_BOTFRAMEWORK_SECRET or TWILIO_AUTH_TOKEN must be set")
     bots: dict[str, RemoteBot] = {}
@@ -371,51 +373,45 @@ def _bind_bots(
                 f"{router.endpoint.shown} is configured twice with different settings: "
                 "give each Bot Framework bot one route block, or the same auth everywhere"
             )
-        auth = router.endpoint.auth or settings.botframework_auth
-        bots[secret] = RemoteBot(router, auth, secret, service_url(settings.public_url, secret))
+        auth = router.endpoint.auth or config.default_auth
+        bots[secret] = RemoteBot(router, auth, secret, service_url(config.public_url, secret))
         router.bind(bridge)
     return bots
 
 
-def _jwt_parts(settings: Settings, http: httpx.AsyncClient) -> tuple[TokenSource, TokenVerifier]:
+def _jwt_parts(
+    config: BotFrameworkConfig, http: httpx.AsyncClient
+) -> tuple[TokenSource, TokenVerifier]:
     if not crypto_available():
         raise ConfigError(
             "Bot Framework auth jwt needs the cryptography package: "
             "pip install 'sms-adapter[botframework-jwt]'"
         )
     required = {
-        "SMS_ADAPTER_BOTFRAMEWORK_APP_ID": settings.botframework_app_id,
-        "SMS_ADAPTER_BOTFRAMEWORK_APP_PASSWORD": settings.botframework_app_password,
-        "SMS_ADAPTER_BOTFRAMEWORK_TOKEN_URL": settings.botframework_token_url,
-        "SMS_ADAPTER_BOTFRAMEWORK_OPENID_METADATA": settings.botframework_openid_metadata,
+        "SMS_ADAPTER_BOTFRAMEWORK_APP_ID": config.app_id,
+        "SMS_ADAPTER_BOTFRAMEWORK_APP_PASSWORD": config.app_password,
+        "SMS_ADAPTER_BOTFRAMEWORK_TOKEN_URL": config.token_url,
+        "SMS_ADAPTER_BOTFRAMEWORK_OPENID_METADATA": config.openid_metadata,
     }
     missing = [name for name, value in required.items() if not value]
     if missing:
         raise ConfigError(f"Bot Framework auth jwt needs {', '.join(missing)}")
-    assert settings.botframework_app_id and settings.botframework_app_password
-    assert settings.botframework_token_url and settings.botframework_openid_metadata
+    assert config.app_id and config.app_password
+    assert config.token_url and config.openid_metadata
     tokens = TokenSource(
         http,
-        token_url=settings.botframework_token_url,
-        client_id=settings.botframework_app_id,
-        client_secret=settings.botframework_app_password,
-        scope=settings.botframework_scope,
+        token_url=config.token_url,
+        client_id=config.app_id,
+        client_secret=config.app_password,
+        scope=config.scope,
     )
-    issuers = [i.strip() for i in (settings.botframework_issuer or "").split(",") if i.strip()]
     verifier = TokenVerifier(
         http,
-        settings.botframework_openid_metadata,
-        audience=settings.botframework_audience or settings.botframework_app_id,
-        issuers=issuers,
+        config.openid_metadata,
+        audience=config.audience or config.app_id,
+        issuers=list(config.issuers),
     )
     return tokens, verifier
-
-
-def _send_max_age(settings: Settings) -> timedelta:
-    try:
-        return parse_duration(settings.send_max_age)
-    except ValueError as error:
-        raise ConfigError(f"SMS_ADAPTER_SEND_MAX_AGE is invalid: {error}") from None
 
 
 def _dropped_id() -> str:

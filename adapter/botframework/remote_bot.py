@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from adapter.bot.context import Context
+from adapter.bot.router import Router
 from adapter.botframework.endpoint import BotEndpoint, parse_endpoint
-from adapter.context import Context
-from adapter.routing import Router
 
 
 class TurnRunner(Protocol):

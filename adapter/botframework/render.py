@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from adapter.context import MAX_MEDIA
 from adapter.long_messages import split_body
+from adapter.twilio.limits import MAX_MEDIA
 
 CARD_PREFIX = "application/vnd.microsoft.card."
 TEXT_CARDS = frozenset({CARD_PREFIX + "hero", CARD_PREFIX + "thumbnail"})

@@ -14,14 +14,15 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from adapter.bots import RouteTable
-from adapter.context import Context, HistoryProvider, MediaDownload, RetryLater, jsonable_state
+from adapter.bot.context import Context, HistoryProvider, MediaDownload, RetryLater, jsonable_state
+from adapter.delivery.events import NO_EVENTS, ChannelEvents
+from adapter.delivery.opt_outs import OptOuts, reaches_bots
+from adapter.delivery.routes import RouteTable
 from adapter.delivery.worker import ClaimLoop, ClaimLoopWorker
 from adapter.logs import message_fields
 from adapter.long_messages import LongMessages
-from adapter.messages import InboundMessage
-from adapter.opt_out import OptOuts, reaches_bots
 from adapter.store.base import InboundJob, ReplyDraft, Store
+from adapter.twilio.messages import InboundMessage
 
 logger = logging.getLogger("adapter.dispatcher")
 
@@ -38,7 +39,7 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
         on_replies_committed: Callable[[], None],
         opt_outs: OptOuts,
         poll_interval: float = 1.0,
-        observe_handling: Callable[[str, float], None] | None = None,
+        events: ChannelEvents = NO_EVENTS,
         history: Callable[[InboundMessage], HistoryProvider] | None = None,
         long_messages: LongMessages = LongMessages.SPLIT,
         opt_out_to_bots: bool = False,
@@ -53,7 +54,7 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
         self._routes = routes
         self._history = history  # ctx.history() for the text being handled
         self._on_replies_committed = on_replies_committed
-        self._observe_handling = observe_handling
+        self._events = events
         self._loop: ClaimLoop[InboundJob] = ClaimLoop(
             "dispatcher",
             claim=lambda n: store.claim_inbound(n, LEASE_SECONDS),
@@ -122,8 +123,7 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
             await self._store.finish_inbound(job.id, [], error=f"{type(error).__name__}: {error}")
             return
         finally:
-            if self._observe_handling is not None:
-                self._observe_handling(route.bot_name, time.perf_counter() - started)
+            self._events.bot_handled(route.bot_name, time.perf_counter() - started)
 
         if not matched:
             logger.info(

@@ -11,7 +11,6 @@ then come back spread out instead of in one burst.
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeAlias
@@ -115,22 +114,3 @@ class RetryPolicy:
         exponent = min(max(attempts - 1, 0), _MAX_EXPONENT)
         ceiling = min(self.max_delay, self.base_delay * 2.0**exponent)
         return (rng or _default_rng).uniform(0.0, ceiling)
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> timedelta:
-    """A duration setting: "4h", "30m", "90s", "1d", "500ms", or plain seconds "120"."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise ValueError(
-            f"invalid duration {text!r}: expected a number with an optional unit"
-            " (ms, s, m, h or d), such as '90s' or '4h'"
-        )
-    number, unit = match.groups()
-    try:
-        return timedelta(seconds=float(number) * _UNIT_SECONDS[unit or "s"])
-    except OverflowError:
-        raise ValueError(f"invalid duration {text!r}: too long") from None

@@ -13,12 +13,12 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from adapter.delivery.ratelimit import Limiter
+from adapter.delivery.events import NO_EVENTS, ChannelEvents
+from adapter.delivery.opt_outs import OptOuts
 from adapter.delivery.retry import GiveUp, RetryPolicy
 from adapter.delivery.worker import ClaimLoop, ClaimLoopWorker
 from adapter.logs import message_fields
-from adapter.messages import OutboundMessage
-from adapter.opt_out import OptOuts
+from adapter.ratelimit import Limiter
 from adapter.store.base import OutboundJob, Store
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.errors import (
@@ -26,6 +26,7 @@ from adapter.twilio.errors import (
     TwilioError,
     TwilioTransportError,
 )
+from adapter.twilio.messages import OutboundMessage
 from adapter.twilio.opt_out import UNSUBSCRIBED_ERROR
 from adapter.twilio.resources import MessageResource
 
@@ -37,15 +38,6 @@ LEASE_SECONDS = 120.0
 CLOCK_SKEW = timedelta(seconds=2)
 # How far back (newest first) reconciliation looks for an in-doubt message.
 RECONCILE_SCAN_LIMIT = 200
-
-
-class SendObserver:
-    """Hooks for metrics; the default does nothing."""
-
-    def sent(self, job: OutboundJob, seconds: float) -> None: ...
-    def failed(self, job: OutboundJob, code: int | None, dead: bool) -> None: ...
-    def retried(self, job: OutboundJob, error: TwilioError) -> None: ...
-    def adopted(self, job: OutboundJob) -> None: ...
 
 
 class Sender(ClaimLoopWorker[OutboundJob]):
@@ -61,7 +53,7 @@ class Sender(ClaimLoopWorker[OutboundJob]):
         opt_outs: OptOuts,
         poll_interval: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        observer: SendObserver | None = None,
+        events: ChannelEvents = NO_EVENTS,
         rng: random.Random | None = None,
     ) -> None:
         self._store = store
@@ -70,7 +62,7 @@ class Sender(ClaimLoopWorker[OutboundJob]):
         self._policy = policy
         self._status_callback_url = status_callback_url
         self._clock = clock
-        self._observer = observer or SendObserver()
+        self._events = events
         self._rng = rng or random.Random()
         self._opt_outs = opt_outs
         self._loop: ClaimLoop[OutboundJob] = ClaimLoop(
@@ -98,7 +90,7 @@ class Sender(ClaimLoopWorker[OutboundJob]):
                     extra=message_fields(found.sid, job.conversation, outbox_id=job.id),
                 )
                 await self._store.mark_sent(job.id, found.sid, found.status)
-                self._observer.adopted(job)
+                self._events.adopted(job)
                 return
 
         now = self._clock()
@@ -132,7 +124,7 @@ class Sender(ClaimLoopWorker[OutboundJob]):
             await self._after_error(job, error, in_doubt=ambiguous)
             return
         await self._store.mark_sent(job.id, resource.sid, resource.status)
-        self._observer.sent(job, (self._clock() - started).total_seconds())
+        self._events.sent(job, (self._clock() - started).total_seconds())
         logger.info(
             "outbox %s sent as %s",
             job.id,
@@ -167,7 +159,7 @@ class Sender(ClaimLoopWorker[OutboundJob]):
             " (will check Twilio first: the message may exist)" if in_doubt else "",
             extra=message_fields(conversation=job.conversation, outbox_id=job.id),
         )
-        self._observer.retried(job, error)
+        self._events.retried(job, error)
         await self._store.schedule_retry(job.id, decision.at, str(error), in_doubt=in_doubt)
 
     async def _give_up(
@@ -182,7 +174,7 @@ class Sender(ClaimLoopWorker[OutboundJob]):
             extra=message_fields(conversation=job.conversation, outbox_id=job.id),
         )
         await self._store.mark_failed(job.id, code, reason, dead=dead)
-        self._observer.failed(job, code, dead)
+        self._events.failed(job, code, dead)
 
     async def _find_at_twilio(
         self, message: OutboundMessage, attempt_started: datetime

@@ -9,7 +9,7 @@ The store knows nothing of Twilio or HTTP: payloads are JSON-able dicts it keeps
 verbatim, conversations are opaque strings, message ids are opaque strings.
 
 Implementations: `adapter.store.sqlite.SQLiteStore` (one process),
-`adapter.store.postgres.PostgresStore` (many replicas). `tests/store/test_contract.py`
+`adapter.store.postgres.store.PostgresStore` (many replicas). `tests/store/test_contract.py`
 is the suite every implementation must pass.
 """
 
@@ -21,22 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-# Twilio's message statuses in the order a message moves through them. A status may
-# only replace one of lower rank: a late "sent" never overwrites "delivered".
-STATUS_RANK: dict[str, int] = {
-    "accepted": 0,
-    "scheduled": 0,
-    "queued": 1,
-    "sending": 2,
-    "sent": 3,
-    "receiving": 3,
-    "received": 4,
-    "delivered": 5,
-    "undelivered": 5,
-    "failed": 5,
-    "read": 6,
-}
-FINAL_STATUSES = frozenset({"delivered", "undelivered", "failed", "read", "received"})
+from adapter.ratelimit import AccountLimiter, Limiter, Rate
+
 # How long after sending a message's status is still worth asking Twilio about.
 STATUS_WATCH_WINDOW = timedelta(days=3)
 
@@ -119,6 +105,13 @@ class OutboxStats:
 
 class Store(abc.ABC):
     """The durable queue. All methods are safe to call concurrently from one event loop."""
+
+    def limiter(self, *, max_concurrency: int, rate: Rate, per_sender_mps: float | None) -> Limiter:
+        """The account's limits as this store can keep them: in-process by default (one
+        process owns the store); a store shared by replicas keeps them fleet-wide."""
+        return AccountLimiter(
+            max_concurrency=max_concurrency, rate=rate, per_sender_mps=per_sender_mps
+        )
 
     @abc.abstractmethod
     async def open(self) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapter.store.base import Store
-from adapter.store.postgres import PostgresStore, is_postgres_url, redact
+from adapter.store.postgres.store import PostgresStore, is_postgres_url, redact
 from adapter.store.sqlite import SQLiteStore
 
 

@@ -15,12 +15,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from adapter.store.base import (
-    STATUS_RANK,
     HistoryEntry,
     InboundJob,
     OutboundJob,
     OutboundRecord,
 )
+from adapter.twilio.statuses import STATUS_RANK
 
 T = TypeVar("T", InboundJob, OutboundJob, OutboundRecord, HistoryEntry)
 

@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from adapter.store.base import (
-    FINAL_STATUSES,
     STATUS_WATCH_WINDOW,
     HistoryEntry,
     InboundJob,
@@ -53,6 +52,7 @@ from adapter.store.rows import (
     read_row,
     save_history_sql,
 )
+from adapter.twilio.statuses import FINAL_STATUSES
 
 T = TypeVar("T")
 

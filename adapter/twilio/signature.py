@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from adapter.request_url import DEFAULT_PORTS, split_host_port
-
+DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 # Present (e.g. "key=webhooks_sharedkey_...,algorithm=HMAC_SHA256") only on webhooks
 # signed with a shared key instead of the auth token.
@@ -128,7 +127,7 @@ class SignatureValidator:
     ) -> SignatureCheck:
         """Whether Twilio signed this request, and if not, why.
 
-        `url` is the URL Twilio requested (see `adapter.request_url.external_url`),
+        `url` is the URL Twilio requested (see `adapter.web.request_url.external_url`),
         `params` the parsed form with repeats kept, `body` the raw request body: it is
         required when the URL carries `bodySHA256`, and `params` are then ignored
         because the signature covers only the URL and the URL covers the body.
@@ -205,3 +204,12 @@ def _body_hash_in(url: str) -> str | None:
         if name == BODY_HASH_PARAM:
             return value
     return None
+
+
+def split_host_port(authority: str) -> tuple[str, str | None]:
+    """Split "host:port" into ("host", "port"); IPv6 stays bracketed: ("[::1]", "8000")."""
+    host, colon, port = authority.rpartition(":")
+    # A colon inside the host is IPv6 and must be bracketed, else the "port" is part of it.
+    if colon and (":" not in host or host.endswith("]")) and port.isascii() and port.isdigit():
+        return host, port
+    return authority, None

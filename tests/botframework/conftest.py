@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.dev import create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import create_dev_app
+from adapter.runtime.settings import Settings
 from tests.botframework.harness import Running, StockBot
 from tests.processes import free_port
 from tests.servers import bound_socket, serve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapter.dev import DevApp
+from adapter.cli.dev import DevApp
 
 
 @dataclass(frozen=True)

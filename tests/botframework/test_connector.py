@@ -14,8 +14,8 @@ import httpx
 import pytest
 from starlette.responses import Response
 
-from adapter.dev import DEV_NUMBER, create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import DEV_NUMBER, create_dev_app
+from adapter.runtime.settings import Settings
 from tests.botframework.fake_bot import FakeBot
 from tests.servers import bound_socket, serve, wait_for
 

@@ -22,8 +22,8 @@ from starlette.routing import Route
 
 from adapter.botframework.jwt_verify import InvalidToken, TokenVerifier
 from adapter.botframework.tokens import TokenError, TokenSource
-from adapter.dev import create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import create_dev_app
+from adapter.runtime.settings import Settings
 from tests.botframework.fake_bot import FakeBot
 from tests.servers import bound_socket, serve, wait_for
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from starlette.responses import Response
 
-from adapter.app import Channel
-from adapter.dev import create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import create_dev_app
+from adapter.runtime.channel import Channel
+from adapter.runtime.settings import Settings
 from tests.botframework.fake_bot import FakeBot, reply
 from tests.processes import free_port
 from tests.servers import bound_socket, serve, wait_for

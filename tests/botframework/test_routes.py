@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from adapter.app import build_channel
 from adapter.botframework.connector_path import connector_secret
 from adapter.botframework.remote_bot import RemoteBotRouter
-from adapter.bots import BotConfigError, RouteSpec, RouteTable, routes_from_toml
-from adapter.settings import ConfigError, Settings
+from adapter.config_error import ConfigError
+from adapter.runtime.bot_routes import BotConfigError, RouteSpec, load_route_table, routes_from_toml
+from adapter.runtime.channel import build_channel
+from adapter.runtime.settings import Settings
 
 ENDPOINT = "http://127.0.0.1:3978/api/messages"
 NUMBER = "+15550001111"
@@ -30,7 +31,7 @@ def settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def test_a_botframework_route_is_a_router_that_posts_to_the_endpoint() -> None:
-    table = RouteTable([RouteSpec("*", f"botframework+{ENDPOINT}?code=s3cret")])
+    table = load_route_table([RouteSpec("*", f"botframework+{ENDPOINT}?code=s3cret")])
 
     [route] = table.routes
 
@@ -53,7 +54,7 @@ def test_a_config_file_names_the_endpoint_and_its_auth() -> None:
         RouteSpec(NUMBER, f"botframework+{ENDPOINT}", auth="jwt"),
         RouteSpec("*", "bots.echo:router"),
     ]
-    router = RouteTable(specs).resolve(NUMBER, None)
+    router = load_route_table(specs).resolve(NUMBER, None)
     assert router is not None and isinstance(router.router, RemoteBotRouter)
     assert router.router.endpoint.auth == "jwt"
 
@@ -72,7 +73,7 @@ def test_a_config_file_names_the_endpoint_and_its_auth() -> None:
 )
 def test_a_bad_botframework_route_is_refused(table: dict[str, object], message: str) -> None:
     with pytest.raises(BotConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        RouteTable(routes_from_toml({"routes": [table]}))
+        load_route_table(routes_from_toml({"routes": [table]}))
 
 
 def test_the_service_url_secret_is_stable_and_differs_per_bot_and_key() -> None:

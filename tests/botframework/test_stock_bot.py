@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from adapter.dev import DEV_NUMBER
+from adapter.cli.dev import DEV_NUMBER
 from tests.botframework.harness import Running
 from tests.servers import wait_for
 

@@ -2,7 +2,7 @@ import logging
 
 import pytest
 
-from adapter.routing import StatusUpdate
+from adapter.bot.router import StatusUpdate
 from adapter.testing import BotConversation
 from bots.help_desk import MENU, router
 

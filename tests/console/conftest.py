@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from adapter.dev import DevApp, create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import DevApp, create_dev_app
+from adapter.runtime.settings import Settings
 from tests.servers import bound_socket, serve
 
 

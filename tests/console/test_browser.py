@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.dev import DEV_NUMBER, create_dev_app
-from adapter.settings import Settings
+from adapter.cli.dev import DEV_NUMBER, create_dev_app
+from adapter.runtime.settings import Settings
 from tests.console.conftest import DevServer
 from tests.processes import free_port
 from tests.servers import serve

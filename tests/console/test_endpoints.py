@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from adapter.app import create_app
-from adapter.dev import DEV_AUTH_TOKEN, DEV_NUMBER
-from adapter.settings import Settings
+from adapter.cli.dev import DEV_AUTH_TOKEN, DEV_NUMBER
+from adapter.runtime.settings import Settings
+from adapter.asgi import build_app
 from tests.console.conftest import DevServer
 from tests.servers import bound_socket, serve, wait_for
 
@@ -36,7 +36,7 @@ async def served_without_dev_mode(tmp_path: Path, admin_token: str | None) -> As
         # Nothing answers there; these tests never reach Twilio.
         twilio_base_url="http://127.0.0.1:9",
     )
-    async with serve(create_app(settings), sock):
+    async with serve(build_app(settings), sock):
         yield base
 
 

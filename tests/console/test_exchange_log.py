@@ -13,14 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from adapter.console.exchange_log import (
+from adapter.devtools.console.exchange_log import (
     ExchangeLog,
     ExchangeLogMiddleware,
     kind_of,
     signature_result,
 )
+from adapter.devtools.emulator import EmulatorState, create_emulator_app, parse_faults
 from adapter.logs import REDACTED
-from adapter.twilio.emulator import EmulatorState, create_emulator_app, parse_faults
 from tests.servers import bound_socket, serve
 from tests.twilio.emulator.conftest import (
     ACCOUNT_SID,

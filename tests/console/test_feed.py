@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from adapter.console.feed import LiveFeed
+from adapter.devtools.console.feed import LiveFeed
 
 
 def test_a_reader_gets_what_came_after_its_last_event_in_order() -> None:

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from adapter.console.sending import PersonText, TextRefused, parse_person_text
+from adapter.devtools.console.sending import PersonText, TextRefused, parse_person_text
 
 PERSON = "+15551234567"
 

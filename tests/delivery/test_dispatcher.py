@@ -17,16 +17,16 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from adapter.app import create_app
-from adapter.bots import RouteSpec, RouteTable
-from adapter.context import Context
+from adapter.bot.context import Context
+from adapter.bot.router import Router
 from adapter.delivery.dispatcher import Dispatcher
-from adapter.messages import ConversationKey, InboundMessage
-from adapter.opt_out import OptOuts
-from adapter.routing import Router
-from adapter.settings import Settings
+from adapter.delivery.opt_outs import OptOuts
+from adapter.runtime.bot_routes import RouteSpec, load_route_table
+from adapter.runtime.settings import Settings
 from adapter.store.base import InboundJob
 from adapter.store.sqlite import SQLiteStore
+from adapter.twilio.messages import ConversationKey, InboundMessage
+from adapter.web.app import create_app
 from tests.servers import bound_socket, serve, wait_for
 
 ACCOUNT_SID = "AC" + "2" * 32
@@ -154,7 +154,7 @@ def dispatcher_for(
 ) -> Dispatcher:
     return Dispatcher(
         store,
-        RouteTable([RouteSpec("*", f"{THIS_MODULE}:{bot}")]),
+        load_route_table([RouteSpec("*", f"{THIS_MODULE}:{bot}")]),
         concurrency=concurrency,
         opt_outs=OptOuts(store),
         on_replies_committed=lambda: None,

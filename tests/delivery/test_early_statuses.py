@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from adapter.app import build_channel
-from adapter.messages import OutboundMessage
-from adapter.settings import Settings
+from adapter.runtime.channel import build_channel
+from adapter.runtime.settings import Settings
 from adapter.store.base import ReplyDraft
+from adapter.twilio.messages import OutboundMessage
 from tests import status_bot
 from tests.servers import wait_for
 
@@ -38,7 +38,7 @@ async def test_a_status_arriving_before_the_sid_is_recorded_is_applied_once_it_i
         await channel.store.mark_attempt_started(row, datetime.now(UTC))
 
         # Twilio's callback wins the race against the answer to Send Message.
-        await channel.record_status(SID, "sent", None)
+        await channel.statuses.record(SID, "sent", None)
         assert status_bot.statuses == []
         await channel.store.mark_sent(row, SID, "queued")
 
@@ -49,7 +49,7 @@ async def test_a_status_arriving_before_the_sid_is_recorded_is_applied_once_it_i
         await wait_for(applied)
         assert status_bot.statuses == [("hello", "sent")]
     finally:
-        await channel.early_statuses.aclose()
+        await channel.statuses.aclose()
         await channel.store.close()
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapter.delivery.ratelimit import (
+from adapter.ratelimit import (
     MAX_BACKOFF,
     AccountLimiter,
     Limiter,

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from adapter.delivery.ratelimit import AccountLimiter, Rate
-from adapter.delivery.ratelimit_postgres import PostgresLimiter, limiter_for
-from adapter.store.postgres import PostgresStore
+from adapter.ratelimit import AccountLimiter, Rate
+from adapter.store.postgres.limiter import PostgresLimiter
+from adapter.store.postgres.store import PostgresStore
 from adapter.store.sqlite import SQLiteStore
 from tests.postgres_db import admin_connection, fresh_schema
 from tests.servers import wait_for
@@ -160,5 +160,5 @@ def test_the_limiter_matches_the_store(backend: str, expected: type) -> None:
         if backend == "sqlite"
         else PostgresStore("postgresql://localhost/unused")
     )
-    limiter = limiter_for(store, max_concurrency=1, rate=Rate(1, 1.0), per_sender_mps=None)
+    limiter = store.limiter(max_concurrency=1, rate=Rate(1, 1.0), per_sender_mps=None)
     assert isinstance(limiter, expected)

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapter.delivery.retry import GiveUp, RetryAt, RetryPolicy, parse_duration
+from adapter.delivery.retry import GiveUp, RetryAt, RetryPolicy
+from adapter.durations import parse_duration
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy()  # 8 attempts, 4 h, 0.5 s base, 300 s cap

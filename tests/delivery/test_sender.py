@@ -23,14 +23,14 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from adapter.delivery.ratelimit import AccountLimiter, Rate
+from adapter.delivery.opt_outs import OptOuts
 from adapter.delivery.retry import RetryPolicy
 from adapter.delivery.sender import LEASE_SECONDS, Sender
-from adapter.messages import ConversationKey, OutboundMessage
-from adapter.opt_out import OptOuts
+from adapter.ratelimit import AccountLimiter, Rate
 from adapter.store.base import OutboundJob, OutboundRecord, ReplyDraft
 from adapter.store.sqlite import SQLiteStore
 from adapter.twilio.client import Credentials, TwilioClient
+from adapter.twilio.messages import ConversationKey, OutboundMessage
 from adapter.twilio.resources import format_rfc2822
 from tests.servers import wait_for
 

@@ -14,8 +14,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from adapter.store.base import ReplyDraft, StoreError
-from adapter.store.postgres import CLAIM_INBOUND, LOCK_INBOUND, PostgresStore, claim_lock_prefix
-from adapter.store.postgres_schema import MIGRATIONS
+from adapter.store.postgres.schema import MIGRATIONS
+from adapter.store.postgres.store import (
+    CLAIM_INBOUND,
+    LOCK_INBOUND,
+    PostgresStore,
+    claim_lock_prefix,
+)
 from tests.postgres_db import admin_connection, fresh_schema
 from tests.servers import wait_for
 
@@ -349,7 +354,7 @@ async def _wait_until_listening(store: PostgresStore) -> None:
 
 REPLICA_SCRIPT = """
 import asyncio, sys
-from adapter.store.postgres import PostgresStore
+from adapter.store.postgres.store import PostgresStore
 
 async def main() -> None:
     store = PostgresStore(sys.argv[1], replica_ttl=float(sys.argv[2]))

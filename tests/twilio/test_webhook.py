@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 
 from adapter.activity import Activity
-from adapter.twilio.webhook import (
+from adapter.twilio.webhook_form import (
     EMPTY_TWIML,
     WebhookFormError,
     parse_form,
@@ -176,7 +176,7 @@ def test_webhook_form_becomes_message_and_activity(
 
 
 def test_message_survives_json_round_trip() -> None:
-    from adapter.messages import InboundMessage
+    from adapter.twilio.messages import InboundMessage
 
     message = parse_inbound(parse_form(urlencode(MMS_TWO_MEDIA).encode()))
     assert InboundMessage.from_json(message.to_json()) == message

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapter.twilio.emulator import EmulatorConfig, EmulatorState, create_emulator_app
+from adapter.devtools.emulator import EmulatorConfig, EmulatorState, create_emulator_app
 from tests.servers import bound_socket, serve
 
 ACCOUNT_SID = "AC" + "5" * 32

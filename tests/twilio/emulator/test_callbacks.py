@@ -101,7 +101,7 @@ def _closed_port_url() -> str:
 async def test_undeliverable_callbacks_are_logged_and_dropped(
     emulator: Emulator, callback_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="adapter.twilio.emulator")
+    caplog.set_level(logging.WARNING, logger="adapter.devtools.emulator")
     sid = (await emulator.send(StatusCallback=callback_url)).json()["sid"]
 
     await emulator.state.settle()

@@ -17,7 +17,12 @@ import requests
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from adapter.twilio.emulator import EmulatorConfig, EmulatorState, create_emulator_app, parse_faults
+from adapter.devtools.emulator import (
+    EmulatorConfig,
+    EmulatorState,
+    create_emulator_app,
+    parse_faults,
+)
 from tests.servers import bound_socket, serve
 from tests.twilio.emulator.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PERSON, make_config
 

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
-from adapter.twilio.emulator import (
+from adapter.devtools.emulator import (
     EmulatorState,
     Fault,
     Faults,

@@ -12,7 +12,7 @@ import pytest
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from adapter.twilio.emulator import create_emulator_app
+from adapter.devtools.emulator import create_emulator_app
 from tests.servers import bound_socket, serve
 from tests.twilio.emulator.conftest import ACCOUNT_SID, AUTH_TOKEN, make_config
 

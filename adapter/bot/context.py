@@ -1,0 +1,269 @@
+"""What a bot handler receives for one text: the text, the conversation's state, reply().
+
+Nothing here sends anything. `reply()` checks the reply and buffers it in `replies`; the
+dispatcher commits the buffered replies and `state` together with the turn, so a bot
+that raises half-way sends nothing. This module knows nothing of HTTP, Twilio or the store.
+
+Reply errors, all raised by `reply()` before anything is buffered:
+
+    ReplyError (ValueError)
+     ├── EmptyReply         neither text nor media
+     ├── ReplyTooLong       more text than one message can carry, with long messages refused
+     ├── TooManyMedia       more media URLs than one message can carry
+     ├── InvalidMediaUrl    a media URL Twilio could not fetch
+     └── RecipientOptedOut  the person texted STOP to this sender (until they text START)
+
+A reply longer than one message follows `SMS_ADAPTER_LONG_MESSAGES` (see
+`adapter.long_messages`): split into several messages (the default), truncated, or refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from adapter.activity import Activity, Attachment
+from adapter.long_messages import LongMessages, split_body, truncate_body
+from adapter.segments import count_segments
+from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
+from adapter.twilio.messages import InboundMessage, Media, OutboundMessage
+
+if TYPE_CHECKING:
+    from adapter.bot.media import MediaFile
+
+# Twilio's limits for one outgoing message.
+
+HistoryProvider = Callable[[int], Awaitable[list[Any]]]
+# (url, content type if known, max_bytes or None for the default) -> the file.
+MediaDownload = Callable[[str, str | None, int | None], Awaitable["MediaFile"]]
+
+
+class ReplyError(ValueError):
+    """`ctx.reply()` was asked for a message that cannot be sent; the message says why."""
+
+
+class EmptyReply(ReplyError):
+    pass
+
+
+class ReplyTooLong(ReplyError):
+    pass
+
+
+class TooManyMedia(ReplyError):
+    pass
+
+
+class InvalidMediaUrl(ReplyError):
+    pass
+
+
+class RecipientOptedOut(ReplyError):
+    """The person opted out of texts from this sender (`ctx.opted_out` says so first)."""
+
+    def __init__(self, person: str, sender: str) -> None:
+        super().__init__(
+            f"{person} opted out of texts from {sender} (they texted STOP): nothing is "
+            "sent to them from it until they text START"
+        )
+        self.person = person
+        self.sender = sender
+
+
+class StateNotSerializable(TypeError):
+    """`ctx.state` holds something JSON cannot store; the message names where it is."""
+
+
+class RetryLater(Exception):
+    """Raised by a handler that cannot handle the text now (a service it needs is down):
+    the text is handled again after `delay` seconds, and the conversation's later texts
+    wait for it. This turn's replies and state changes are dropped."""
+
+    def __init__(self, reason: str, *, delay: float) -> None:
+        super().__init__(reason)
+        self.delay = delay
+
+
+class Context:
+    """One turn of a conversation, as a handler sees it.
+
+    Replies come from `reply_from` or, when the route sends through a Messaging Service,
+    from `reply_messaging_service_sid`; with neither, from the number the person texted.
+    """
+
+    def __init__(
+        self,
+        *,
+        message: InboundMessage,
+        bot_name: str,
+        state: dict[str, Any] | None = None,
+        reply_from: str | None = None,
+        reply_messaging_service_sid: str | None = None,
+        activity: Activity | None = None,
+        history_provider: HistoryProvider | None = None,
+        opted_out: bool = False,
+        long_messages: LongMessages = LongMessages.SPLIT,
+        media_download: MediaDownload | None = None,
+    ) -> None:
+        if reply_from is not None and reply_messaging_service_sid is not None:
+            raise ValueError("give reply_from or reply_messaging_service_sid, not both")
+        self.message = message
+        self.activity = activity if activity is not None else Activity.from_inbound(message)
+        self.bot_name = bot_name
+        self.state: dict[str, Any] = state if state is not None else {}
+        self.match: re.Match[str] | None = None
+        self.replies: list[OutboundMessage] = []
+        self._reply_service = reply_messaging_service_sid
+        self._reply_from = None if reply_messaging_service_sid else (reply_from or message.to)
+        self._history_provider = history_provider
+        # Whether the person opted out of texts from the sender replies come from.
+        self.opted_out = opted_out
+        self._long_messages = LongMessages(long_messages)
+        self._media_download = media_download
+
+    @property
+    def text(self) -> str:
+        return self.activity.text
+
+    async def reply(self, text: str, *, media: Sequence[str] = ()) -> None:
+        """Queue a reply to the person; it is sent after the handler returns."""
+        if not isinstance(text, str):
+            raise TypeError(f"ctx.reply() takes the text as a str, got {type(text).__name__}")
+        media_urls = _checked_media(media)
+        if not text.strip() and not media_urls:
+            raise EmptyReply("ctx.reply() needs some text or a media URL; both are empty")
+        if self.opted_out:
+            raise RecipientOptedOut(
+                self.message.from_, self._reply_from or self._reply_service or self.message.to
+            )
+        # A long text becomes several messages; the media ride with the first.
+        for index, body in enumerate(self._bodies(text)):
+            self.replies.append(
+                OutboundMessage(
+                    to=self.message.from_,
+                    body=body,
+                    from_=self._reply_from,
+                    messaging_service_sid=self._reply_service,
+                    media_urls=media_urls if index == 0 else (),
+                )
+            )
+
+    def segments(self, text: str) -> int:
+        """The SMS segments `ctx.reply(text)` would be billed as, all its parts together."""
+        try:
+            bodies = self._bodies(text)
+        except ReplyTooLong:
+            bodies = [text]
+        return sum(count_segments(body) for body in bodies)
+
+    def _bodies(self, text: str) -> list[str]:
+        if len(text) <= MAX_BODY_CHARS:
+            return [text]
+        if self._long_messages is LongMessages.SPLIT:
+            return split_body(text)
+        if self._long_messages is LongMessages.TRUNCATE:
+            return [truncate_body(text)]
+        raise ReplyTooLong(
+            f"a reply holds at most {MAX_BODY_CHARS} characters and this one has {len(text)}, "
+            "and SMS_ADAPTER_LONG_MESSAGES is refuse: shorten it, split it into several "
+            "ctx.reply() calls, or set it to split"
+        )
+
+    async def download(
+        self, media: Attachment | Media | str, *, max_bytes: int | None = None
+    ) -> MediaFile:
+        """Download one of the text's media (an attachment, or its URL) with the account's
+        credentials, which go to Twilio only. Raises `adapter.bot.media.MediaDownloadError`."""
+        if self._media_download is None:
+            raise NotImplementedError(
+                "ctx.download() is unavailable: no media downloader is configured"
+            )
+        if isinstance(media, Attachment):
+            url, content_type = media.content_url, media.content_type
+        elif isinstance(media, Media):
+            url, content_type = media.url, media.content_type
+        else:
+            url, content_type = media, None
+        return await self._media_download(url, content_type, max_bytes)
+
+    async def history(self, limit: int = 20) -> list[Any]:
+        """The conversation's latest messages, newest last, from the history service."""
+        if self._history_provider is None:
+            raise NotImplementedError(
+                "ctx.history() is unavailable: the conversation history service is not configured"
+            )
+        if limit < 1:
+            raise ValueError(f"ctx.history(limit=...) must be at least 1, got {limit}")
+        return await self._history_provider(limit)
+
+
+def _checked_media(media: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(media, str):
+        raise InvalidMediaUrl("media= takes a list of URLs, not one string: write media=[url]")
+    urls = tuple(media)
+    if len(urls) > MAX_MEDIA:
+        raise TooManyMedia(
+            f"a reply carries at most {MAX_MEDIA} media URLs and this one has {len(urls)}: "
+            "send the rest in another ctx.reply()"
+        )
+    for url in urls:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise InvalidMediaUrl(
+                f"media URL {url!r} is not an absolute http(s) URL: Twilio fetches each "
+                "media file itself, so give a full address like https://example.com/cat.jpg"
+            )
+    return urls
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def jsonable_state(state: dict[str, Any]) -> dict[str, Any]:
+    """`state` as it will be after it is saved and loaded again (a JSON round trip).
+
+    Raises StateNotSerializable naming the first value JSON cannot hold, so the bot's
+    author learns which key to fix rather than reading a bare json error.
+    """
+    if not isinstance(state, dict):
+        kind = type(state).__name__
+        raise StateNotSerializable(f"ctx.state must stay a dict, but it was set to a {kind}")
+    try:
+        restored: dict[str, Any] = json.loads(json.dumps(state, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        where = _first_unserializable(state, "ctx.state")
+        if where is None:
+            raise StateNotSerializable(f"ctx.state cannot be saved as JSON: {error}") from None
+        path, what = where
+        raise StateNotSerializable(
+            f"{path} is {what}, which cannot be saved between texts: "
+            "ctx.state holds only str, int, float, bool, None, lists and dicts with str keys"
+        ) from None
+    return restored
+
+
+def _first_unserializable(
+    value: object, path: str, containing: frozenset[int] = frozenset()
+) -> tuple[str, str] | None:
+    """Where and why json.dumps gives up: ("ctx.state['cart'][2]", "a datetime"), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, f"the float {value!r}"
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if not isinstance(value, dict | list | tuple):
+        return path, f"a {type(value).__name__}"
+    if id(value) in containing:
+        return path, f"a {type(value).__name__} that contains itself"
+    inside = containing | {id(value)}
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if not isinstance(key, _JSON_SCALARS):
+            return f"{path} key {key!r}", f"a {type(key).__name__}"
+        found = _first_unserializable(item, f"{path}[{key!r}]", inside)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,22 @@
+"""What the Bot Framework bridge needs from the settings, as typed values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class BotFrameworkConfig:
+    public_url: str | None  # bots reply to the adapter here (their serviceUrl)
+    secret_key: str | None  # connector secrets are derived from it
+    default_auth: str  # "none" or "jwt", for routes that do not say
+    timeout: float  # seconds for one post to a bot
+    send_max_age: timedelta  # how long a text keeps being offered to a bot
+    app_id: str | None = None
+    app_password: str | None = field(default=None, repr=False)
+    token_url: str | None = None
+    openid_metadata: str | None = None
+    scope: str = "https://api.botframework.com/.default"
+    issuers: tuple[str, ...] = ()
+    audience: str | None = None

@@ -1,0 +1,87 @@
+"""An outbound message's life after Send Message: queued -> sent -> delivered.
+
+Each step updates the stored message and, if the message has a StatusCallback, posts
+Twilio's signed status form there. Like Twilio, a callback that fails is logged and
+dropped, never retried, and never stops the message from moving on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+
+from adapter.devtools.emulator.config import EmulatorConfig
+from adapter.devtools.emulator.signing import Signer, post_signed_form
+from adapter.devtools.emulator.state import EmulatorState, StoredMessage
+from adapter.twilio.addresses import on_channel_of
+from adapter.twilio.client import API_VERSION
+
+logger = logging.getLogger("adapter.devtools.emulator")
+
+
+def status_callback_form(message: StoredMessage, account_sid: str) -> dict[str, str]:
+    form = {
+        "SmsSid": message.sid,
+        "SmsStatus": message.status,
+        "MessageStatus": message.status,
+        "To": message.to,
+        "MessageSid": message.sid,
+        "AccountSid": account_sid,
+        "From": message.from_ or "",
+        "ApiVersion": API_VERSION,
+    }
+    if message.messaging_service_sid is not None:
+        form["MessagingServiceSid"] = message.messaging_service_sid
+    if message.error_code is not None:
+        form["ErrorCode"] = str(message.error_code)
+    return form
+
+
+async def run_outbound(
+    state: EmulatorState, config: EmulatorConfig, signer: Signer, sid: str
+) -> None:
+    message = state.get(sid)
+    if message is not None and message.status == "accepted":
+        # A Messaging Service without a From: the service picks its first sender.
+        sender = on_channel_of(config.service_sender(message.messaging_service_sid), message.to)
+        message = state.set_status(sid, "queued", from_=sender)
+    if message is None:
+        return
+    await _notify(state, config, signer, message)
+    for status in ("sent", "delivered"):
+        await asyncio.sleep(config.callback_delay_ms / 1000)
+        message = state.set_status(sid, status, sent=status == "sent")
+        if message is None:
+            return  # the state was cleared meanwhile
+        await _notify(state, config, signer, message)
+
+
+async def _notify(
+    state: EmulatorState, config: EmulatorConfig, signer: Signer, message: StoredMessage
+) -> None:
+    url = message.status_callback
+    if not url:
+        return
+    form = status_callback_form(message, config.account_sid)
+    try:
+        async with state.posting:
+            response = await post_signed_form(state.http_client(), url, form, signer)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        logger.warning(
+            "status callback %s for %s to %s failed: %s",
+            message.status,
+            message.sid,
+            url,
+            type(error).__name__,
+        )
+        return
+    if not response.is_success:
+        logger.warning(
+            "status callback %s for %s to %s answered HTTP %d",
+            message.status,
+            message.sid,
+            url,
+            response.status_code,
+        )

@@ -1,0 +1,275 @@
+"""Twilio's REST API for Messages: Send, Fetch and List, with Twilio's auth and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from adapter.devtools.emulator import errors, media, numbers
+from adapter.devtools.emulator.callbacks import run_outbound
+from adapter.devtools.emulator.config import EmulatorConfig
+from adapter.devtools.emulator.connection import drop_connection
+from adapter.devtools.emulator.errors import TwilioApiError
+from adapter.devtools.emulator.faults import Fault
+from adapter.devtools.emulator.forms import Form, read_form
+from adapter.devtools.emulator.listing import ListRequest, list_messages
+from adapter.devtools.emulator.opt_outs import refuse_if_unsubscribed
+from adapter.devtools.emulator.resource import message_json
+from adapter.devtools.emulator.signing import Signer
+from adapter.devtools.emulator.state import OUTBOUND_API, EmulatorState, media_at
+from adapter.twilio.addresses import is_address, number_of, same_channel
+from adapter.twilio.client import API_VERSION
+from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
+
+RETRY_AFTER_SECONDS = 1
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HangUp(Response):
+    """Answers by dropping the connection (see `connection.drop_connection`)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=500)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await drop_connection(send)
+
+
+class RestApi:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        state: EmulatorState,
+        signer: Signer,
+        rng: random.Random,
+    ) -> None:
+        self.config = config
+        self.state = state
+        self.signer = signer
+        self.rng = rng
+
+    def routes(self) -> list[BaseRoute]:
+        account = f"/{API_VERSION}/Accounts/{{account_sid}}"
+        return [
+            Route(f"{account}/Messages.json", self.messages, methods=["GET", "POST"]),
+            Route(f"{account}/Messages/{{sid}}.json", self.message, methods=["GET"]),
+            Route(f"{account}.json", self.account, methods=["GET"]),
+            Route(f"{account}/IncomingPhoneNumbers.json", self.incoming_numbers, methods=["GET"]),
+            Route(
+                f"{account}/Messages/{{sid}}/Media/{{media_sid}}", self.media_file, methods=["GET"]
+            ),
+            # Anything else under the API answers like Twilio, not with Starlette's text 404.
+            Route(
+                f"/{API_VERSION}/{{rest:path}}",
+                self.unknown,
+                methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
+            ),
+        ]
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    async def messages(self, request: Request) -> Response:
+        handler = self._create if request.method == "POST" else self._list
+        return await self._answer(request, handler, account_scoped=True)
+
+    async def message(self, request: Request) -> Response:
+        return await self._answer(request, self._fetch, account_scoped=True)
+
+    async def unknown(self, request: Request) -> Response:
+        return await self._answer(request, _not_found, account_scoped=False)
+
+    async def account(self, request: Request) -> Response:
+        """Fetch Account (see `numbers`)."""
+        return await self._answer(
+            request, lambda r: numbers.fetch_account(self.config, r), account_scoped=True
+        )
+
+    async def media_file(self, request: Request) -> Response:
+        """A media file of a text a person sent: a redirect to its content (see `media`)."""
+        return await self._answer(
+            request, lambda r: media.redirect_to_content(self.state, r), account_scoped=True
+        )
+
+    async def incoming_numbers(self, request: Request) -> Response:
+        """The IncomingPhoneNumbers list (see `numbers`)."""
+        return await self._answer(
+            request, lambda r: numbers.list_incoming_numbers(self.config, r), account_scoped=True
+        )
+
+    async def _answer(
+        self, request: Request, handler: Handler, *, account_scoped: bool
+    ) -> Response:
+        try:
+            self._authenticate(request)
+            if account_scoped and request.path_params["account_sid"] != self.config.account_sid:
+                raise errors.not_found(request.url.path)
+            response = await handler(request)
+        except TwilioApiError as error:
+            response = error.response()
+        await asyncio.sleep(self.config.latency_ms / 1000)
+        return response
+
+    async def _create(self, request: Request) -> Response:
+        fault = self.config.faults.choose(self.rng)
+        if fault is Fault.TOO_MANY_REQUESTS:
+            raise TwilioApiError(
+                429,
+                errors.TOO_MANY_REQUESTS,
+                "Too Many Requests",
+                {"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        if fault is Fault.SERVER_ERROR:
+            raise TwilioApiError(500, errors.INTERNAL_ERROR, "Internal Server Error")
+        try:
+            form = await read_form(request)
+        except ValueError as error:
+            raise TwilioApiError(400, errors.INVALID_PARAMETER, str(error)) from None
+        message = self._validated(form)
+        refuse_if_unsubscribed(
+            self.state.opt_outs,
+            self.config,
+            message.to,
+            message.from_,
+            message.messaging_service_sid,
+        )
+        stored = self.state.add_message(
+            direction=OUTBOUND_API,
+            from_=message.from_,
+            to=message.to,
+            body=message.body,
+            status="accepted" if message.from_ is None else "queued",
+            media=[media_at(url) for url in message.media_urls],
+            messaging_service_sid=message.messaging_service_sid,
+            status_callback=message.status_callback,
+        )
+        self.state.spawn(
+            run_outbound(self.state, self.config, self.signer, stored.sid),
+            name=f"emulator-outbound-{stored.sid}",
+        )
+        if fault is Fault.DROP:
+            return HangUp()
+        if fault is Fault.SLOW:
+            await asyncio.sleep(self.config.faults.slow_ms / 1000)
+        return JSONResponse(message_json(stored, self.config.account_sid), status_code=201)
+
+    async def _fetch(self, request: Request) -> Response:
+        message = self.state.get(request.path_params["sid"])
+        if message is None:
+            raise errors.not_found(request.url.path)
+        return JSONResponse(message_json(message, self.config.account_sid))
+
+    async def _list(self, request: Request) -> Response:
+        query = ListRequest.from_query(request.query_params)
+        return JSONResponse(list_messages(self.state.messages(), query, self.config.account_sid))
+
+    # -- rules --------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request) -> None:
+        username, password = _basic_credentials(request.headers.get("authorization", ""))
+        if username == self.config.account_sid:
+            expected: str | None = self.config.auth_token
+        else:
+            expected = self.config.api_keys.get(username)
+        if expected is None or not hmac.compare_digest(password.encode(), expected.encode()):
+            raise _unauthorized()
+
+    def _validated(self, form: Form) -> _SendRequest:
+        to = _text(form, "To")
+        from_ = _text(form, "From") or None
+        service = _text(form, "MessagingServiceSid") or None
+        # Twilio sends the body exactly as given, surrounding whitespace included.
+        body = form.get("Body", "")
+        media_urls = [url for url in form.getlist("MediaUrl") if url]
+        if not to:
+            raise TwilioApiError(400, errors.TO_REQUIRED, "A 'To' phone number is required.")
+        if not is_address(to):
+            raise TwilioApiError(
+                400, errors.TO_INVALID, f"The 'To' number {to} is not a valid phone number."
+            )
+        if from_ is None and service is None:
+            raise TwilioApiError(400, errors.FROM_REQUIRED, "A 'From' phone number is required.")
+        if from_ is not None and not self.config.owns(number_of(from_)):
+            raise TwilioApiError(
+                400,
+                errors.FROM_NOT_OURS,
+                f"The From phone number {from_} is not a valid, SMS-capable inbound phone "
+                "number or short code for your account.",
+            )
+        if from_ is not None and not same_channel(from_, to):
+            raise TwilioApiError(
+                400,
+                errors.CHANNEL_MISMATCH,
+                "Invalid From and To pair. From and To should be of the same channel",
+            )
+        if not body and not media_urls:
+            raise TwilioApiError(400, errors.BODY_REQUIRED, "Message body is required.")
+        if len(body) > MAX_BODY_CHARS:
+            raise TwilioApiError(
+                400,
+                errors.BODY_TOO_LONG,
+                f"The concatenated message body exceeds the {MAX_BODY_CHARS} character limit.",
+            )
+        if len(media_urls) > MAX_MEDIA:
+            raise TwilioApiError(
+                400, errors.TOO_MANY_MEDIA, "Number of media files exceeds allowed limit."
+            )
+        return _SendRequest(
+            to=to,
+            from_=from_,
+            messaging_service_sid=service,
+            body=body,
+            media_urls=media_urls,
+            status_callback=_text(form, "StatusCallback") or None,
+        )
+
+
+@dataclass(frozen=True)
+class _SendRequest:
+    to: str
+    from_: str | None
+    messaging_service_sid: str | None
+    body: str
+    media_urls: list[str]
+    status_callback: str | None
+
+
+async def _not_found(request: Request) -> Response:
+    raise errors.not_found(request.url.path)
+
+
+def _unauthorized() -> TwilioApiError:
+    return TwilioApiError(
+        401,
+        errors.AUTHENTICATE,
+        "Authenticate",
+        {"WWW-Authenticate": 'Basic realm="Twilio API"'},
+    )
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise _unauthorized()
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise _unauthorized() from None
+    username, separator, password = decoded.partition(":")
+    if not separator:
+        raise _unauthorized()
+    return username, password
+
+
+def _text(form: Form, name: str) -> str:
+    return form.get(name, "").strip()

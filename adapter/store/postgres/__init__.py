@@ -1,0 +1,1 @@
+"""The PostgreSQL store, for many replicas: the store, its schema and the fleet-wide limiter."""

@@ -1,0 +1,132 @@
+"""The operator API: text a person first, and see what became of it.
+
+Guarded by `adapter.web.auth` (a bearer token, `SMS_ADAPTER_ADMIN_TOKEN`); with no token
+configured the API does not exist (404).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from adapter.bot.context import RecipientOptedOut
+from adapter.store.base import OutboundRecord, StoreError
+from adapter.twilio.addresses import is_address, is_service_sid
+from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
+from adapter.web.errors import error_response
+from adapter.web.state import channel_of
+
+if TYPE_CHECKING:
+    from adapter.runtime.channel import Channel
+
+
+def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
+    if not isinstance(data, dict):
+        return {}, "expected a JSON object"
+    to = data.get("to")
+    if not isinstance(to, str) or not is_address(to):
+        return {}, "to must be an E.164 number such as +15551234567 (or whatsapp:+15551234567)"
+    body = data.get("body", "")
+    media = data.get("media", [])
+    if not isinstance(body, str) or len(body) > MAX_BODY_CHARS:
+        return {}, f"body must be text of at most {MAX_BODY_CHARS} characters"
+    if (
+        not isinstance(media, list)
+        or len(media) > MAX_MEDIA
+        or not all(isinstance(m, str) and m.startswith(("http://", "https://")) for m in media)
+    ):
+        return {}, f"media must be a list of at most {MAX_MEDIA} http(s) URLs"
+    if not body and not media:
+        return {}, "body or media is required"
+    from_ = data.get("from")
+    service = data.get("messaging_service_sid")
+    route_key = data.get("route")
+    if route_key is not None:
+        route = channel.routes.resolve(str(route_key), None)
+        if route is None:
+            return {}, f"no route {route_key!r}"
+        from_, service = route.reply_sender(str(route_key))
+    if (from_ is None) == (service is None):
+        return {}, "give exactly one of from, messaging_service_sid or route"
+    if from_ is not None and (not isinstance(from_, str) or not is_address(from_)):
+        return {}, "from must be one of your Twilio numbers in E.164"
+    if service is not None and (not isinstance(service, str) or not is_service_sid(service)):
+        return {}, "messaging_service_sid must look like MG followed by 32 hex digits"
+    return {
+        "to": to,
+        "body": body,
+        "from_": from_,
+        "messaging_service_sid": service,
+        "media": media,
+    }, None
+
+
+def _record_json(record: OutboundRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "to": record.payload.get("to"),
+        "from": record.payload.get("from_"),
+        "messaging_service_sid": record.payload.get("messaging_service_sid"),
+        "body": record.payload.get("body"),
+        "media": record.payload.get("media_urls", []),
+        "state": record.state,
+        "attempts": record.attempts,
+        "message_sid": record.message_sid,
+        "status": record.twilio_status,
+        "error_code": record.error_code,
+        "error_message": record.error_message,
+        "created_at": record.created_at.isoformat(),
+    }
+
+
+async def send_message(request: Request) -> Response:
+    channel = channel_of(request)
+    try:
+        data = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        return error_response(400, "expected a JSON body")
+    fields, problem = _validate(data, channel)
+    if problem is not None:
+        return error_response(400, problem)
+    try:
+        outbox_id = await channel.send_text(
+            fields["to"],
+            fields["body"],
+            from_=fields["from_"],
+            messaging_service_sid=fields["messaging_service_sid"],
+            media=fields["media"],
+        )
+    except RecipientOptedOut as refused:
+        return error_response(409, str(refused))
+    except StoreError:
+        return error_response(503, "the store is unavailable; nothing was queued")
+    return JSONResponse({"id": outbox_id, "state": "pending"}, status_code=202)
+
+
+async def get_message(request: Request) -> Response:
+    channel = channel_of(request)
+    raw_id = request.path_params["outbox_id"]
+    if not raw_id.isdigit():
+        return error_response(400, "the id is a number returned by POST /api/messages")
+    record = await channel.store.get_outbound(int(raw_id))
+    if record is None:
+        return error_response(404, "no such message")
+    return JSONResponse(_record_json(record))
+
+
+async def list_dead_letters(request: Request) -> Response:
+    channel = channel_of(request)
+    records = await channel.store.list_outbound(state="dead", limit=500)
+    return JSONResponse({"messages": [_record_json(r) for r in records]})
+
+
+def routes() -> list[BaseRoute]:
+    return [
+        Route("/api/messages", send_message, methods=["POST"]),
+        Route("/api/messages/dead", list_dead_letters, methods=["GET"]),
+        Route("/api/messages/{outbox_id}", get_message, methods=["GET"]),
+    ]
