@@ -2,8 +2,7 @@
 
 A bot is a Router with handlers:
 
-    from adapter import Context, Router
-    from adapter.bot.filters import Keyword
+    from adapter import Context, Keyword, Router
 
     router = Router()
 
@@ -22,8 +21,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from adapter.activity import Activity
-from adapter.bot.context import Context, RecipientOptedOut, ReplyError
-from adapter.bot.router import Router, StatusUpdate
+from adapter.bot import (
+    And,
+    Contains,
+    Context,
+    F,
+    Filter,
+    From,
+    HasMedia,
+    Keyword,
+    MediaDownloadError,
+    MediaFile,
+    Not,
+    Or,
+    RecipientOptedOut,
+    Regex,
+    ReplyError,
+    RetryLater,
+    Router,
+    StartsWith,
+    StatusUpdate,
+    To,
+)
 
 if TYPE_CHECKING:
     from adapter.runtime.channel import Channel
@@ -33,14 +52,29 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Activity",
+    "And",
     "BotConversation",
     "Channel",
+    "Contains",
     "Context",
+    "F",
+    "Filter",
+    "From",
+    "HasMedia",
+    "Keyword",
+    "MediaDownloadError",
+    "MediaFile",
+    "Not",
+    "Or",
     "RecipientOptedOut",
+    "Regex",
     "ReplyError",
+    "RetryLater",
     "Router",
     "Settings",
+    "StartsWith",
     "StatusUpdate",
+    "To",
     "create_app",
     "load_settings",
 ]

@@ -3,9 +3,7 @@
 SMS_ADAPTER_BOTS=bots.echo:router sms-adapter dev
 """
 
-from adapter.bot.context import Context
-from adapter.bot.filters import Keyword
-from adapter.bot.router import Router
+from adapter import Context, Keyword, Router
 
 router = Router("echo")
 

@@ -10,9 +10,7 @@ photos, a fallback, and a status handler for replies that could not be delivered
 import logging
 import re
 
-from adapter.bot.context import Context
-from adapter.bot.filters import HasMedia, Keyword, Regex
-from adapter.bot.router import Router, StatusUpdate
+from adapter import Context, HasMedia, Keyword, Regex, Router, StatusUpdate
 from adapter.twilio.opt_out import KEYWORDS, OptOutType
 
 router = Router("help_desk")

@@ -1,3 +1,45 @@
 """What bot authors import: Router, filters, Context, reply errors, status updates.
 
-Nothing here knows HTTP, the store or Twilio's wire format."""
+Nothing here knows HTTP, the store or Twilio's wire format.
+"""
+
+from adapter.bot.context import Context, RecipientOptedOut, ReplyError, RetryLater
+from adapter.bot.filters import (
+    And,
+    Contains,
+    F,
+    Filter,
+    From,
+    HasMedia,
+    Keyword,
+    Not,
+    Or,
+    Regex,
+    StartsWith,
+    To,
+)
+from adapter.bot.media import MediaDownloadError, MediaFile
+from adapter.bot.router import Router, StatusUpdate
+
+__all__ = [
+    "And",
+    "Contains",
+    "Context",
+    "F",
+    "Filter",
+    "From",
+    "HasMedia",
+    "Keyword",
+    "MediaDownloadError",
+    "MediaFile",
+    "Not",
+    "Or",
+    "RecipientOptedOut",
+    "Regex",
+    "ReplyError",
+    "RetryLater",
+    "Router",
+    "StartsWith",
+    "StatusUpdate",
+    "To",
+]
