@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapter.store.base import Store
-from adapter.store.postgres import PostgresStore
+from adapter.store.memory import MemoryStore
+from adapter.store.postgres.store import PostgresStore
 from adapter.store.sqlite import SQLiteStore
 from tests.postgres_db import fresh_schema
 
@@ -33,10 +34,21 @@ async def postgres_backend(tmp_path: Path) -> AsyncIterator[StoreFactory]:
         yield lambda: PostgresStore(url)
 
 
+@contextlib.asynccontextmanager
+async def memory_backend(tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    # A MemoryStore's "database" is the object itself, so the factory hands back the
+    # same one each call: `reopen` then closes it and opens it again. Its data outlives
+    # close() and open() drops its leases, as a restart of a process does; the
+    # durability tests check that much (nothing of it outlives the process, of course).
+    same = MemoryStore()
+    yield lambda: same
+
+
 # The backends the contract suite runs against: a new one is one more line here.
 BACKENDS: dict[str, Callable[[Path], AbstractAsyncContextManager[StoreFactory]]] = {
     "sqlite": sqlite_backend,
     "postgres": postgres_backend,
+    "memory": memory_backend,
 }
 
 
