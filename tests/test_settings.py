@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from adapter.config_error import ConfigError
+from adapter.long_messages import LongMessages
+from adapter.ratelimit import Rate
 from adapter.runtime.settings import SPECS, Settings, load_settings
 
 
@@ -15,7 +19,14 @@ def test_defaults() -> None:
     settings, warnings = load_settings({})
     assert settings == Settings()
     assert warnings == []
-    assert settings.rate_limit == "1200/60s"
+    assert settings.rate_limit == Rate(1200, 60.0)
+    assert settings.send_max_age == timedelta(hours=4)
+    assert settings.status_refresh_after == timedelta(minutes=10)
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("127.0.0.1"),
+        ipaddress.ip_network("::1"),
+    )
+    assert settings.botframework_issuer == ()
     assert settings.validate_signatures is True
 
 
@@ -62,10 +73,46 @@ def test_a_bad_value_in_the_config_file_names_the_file(tmp_path: Path) -> None:
         load_settings({}, config)
 
 
-def test_values_checked_at_load_keep_their_text() -> None:
-    environ = {"SMS_ADAPTER_RATE_LIMIT": " 10/1s ", "SMS_ADAPTER_TRUSTED_PROXIES": "*"}
+def test_values_are_parsed_once_at_load() -> None:
+    environ = {
+        "SMS_ADAPTER_RATE_LIMIT": " 10/1s ",
+        "SMS_ADAPTER_SEND_MAX_AGE": "90s",
+        "SMS_ADAPTER_STATUS_REFRESH_AFTER": "2m",
+        "SMS_ADAPTER_TRUSTED_PROXIES": "10.0.0.1/8, ::1",
+        "SMS_ADAPTER_BOTFRAMEWORK_ISSUER": "https://a.example.com, https://b.example.com,",
+    }
     settings, _ = load_settings(environ)
-    assert (settings.rate_limit, settings.trusted_proxies) == ("10/1s", "*")
+    assert settings.rate_limit == Rate(10, 1.0)
+    assert settings.send_max_age == timedelta(seconds=90)
+    assert settings.status_refresh_after == timedelta(minutes=2)
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1"),
+    )
+    assert settings.botframework_issuer == ("https://a.example.com", "https://b.example.com")
+
+
+def test_settings_built_directly_parse_text_given_for_typed_values() -> None:
+    settings = Settings(
+        rate_limit="10/s",  # type: ignore[arg-type]
+        send_max_age="1s",  # type: ignore[arg-type]
+        trusted_proxies="*",  # type: ignore[arg-type]
+        long_messages="truncate",  # type: ignore[arg-type]
+        port="8080",  # type: ignore[arg-type]
+        public_url="https://bot.example.com/",  # text settings are kept as given
+    )
+    assert settings.rate_limit == Rate(10, 1.0)
+    assert settings.send_max_age == timedelta(seconds=1)
+    assert len(settings.trusted_proxies) == 2  # every IPv4 and every IPv6 peer
+    assert settings.long_messages is LongMessages.TRUNCATE
+    assert settings.port == 8080
+    assert settings.public_url == "https://bot.example.com/"
+    assert Settings(rate_limit=Rate(10, 1.0)) == Settings(rate_limit="10/1s")  # type: ignore[arg-type]
+
+
+def test_text_that_does_not_parse_names_the_setting_when_built_directly() -> None:
+    with pytest.raises(ConfigError, match="SMS_ADAPTER_STATUS_REFRESH_AFTER 'soon' is invalid"):
+        Settings(status_refresh_after="soon")  # type: ignore[arg-type]
 
 
 def test_secret_values_stay_out_of_repr() -> None:
@@ -103,7 +150,24 @@ def test_bad_config_files(tmp_path: Path, content: str | None, message: str) -> 
         load_settings({}, config)
 
 
-def test_every_setting_is_in_the_readme() -> None:
+def _readme_settings_table() -> dict[str, str]:
+    """The README's settings table: each setting's name and its default as shown."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    missing = [spec.env for spec in SPECS if f"`{spec.env}`" not in readme]
-    assert missing == []
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", section, flags=re.MULTILINE)
+    names = [name for name, _ in rows]
+    assert len(names) == len(set(names)), "a setting has two rows"
+    return {name: default.strip() for name, default in rows}
+
+
+def test_the_readme_documents_exactly_the_declared_settings() -> None:
+    table = _readme_settings_table()
+    declared = {spec.env for spec in SPECS}
+    assert sorted(declared - table.keys()) == [], "declared but missing from the README"
+    assert sorted(table.keys() - declared) == [], "in the README but not declared"
+
+
+def test_the_readme_shows_the_declared_defaults() -> None:
+    table = _readme_settings_table()
+    shown = {spec.env: table[spec.env].replace("`", "") for spec in SPECS if spec.env in table}
+    assert shown == {spec.env: spec.default_text for spec in SPECS}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
@@ -31,10 +30,9 @@ from adapter.delivery.routes import RouteTable
 from adapter.delivery.sender import Sender
 from adapter.delivery.status_refresh import StatusRefresher
 from adapter.delivery.statuses import StatusRecorder
-from adapter.durations import parse_duration
 from adapter.history.service import HistoryService
-from adapter.networks import Network, parse_trusted_proxies
-from adapter.ratelimit import Limiter, parse_rate
+from adapter.networks import Network
+from adapter.ratelimit import Limiter
 from adapter.runtime.bot_routes import build_route_table, route_specs
 from adapter.runtime.metrics import Metrics
 from adapter.runtime.settings import Settings
@@ -45,13 +43,6 @@ from adapter.twilio.messages import OutboundMessage
 from adapter.twilio.signature import SignatureValidator
 
 logger = logging.getLogger("adapter")
-
-
-def _setting(name: str, parse: Any, value: str) -> Any:
-    try:
-        return parse(value)
-    except ValueError as error:
-        raise ConfigError(f"{name} {value!r} is invalid: {error}") from None
 
 
 @dataclass
@@ -139,25 +130,24 @@ def account_limiter(settings: Settings, store: Store) -> Limiter:
     PostgreSQL (replicas share one account), in-process on SQLite."""
     return store.limiter(
         max_concurrency=settings.max_concurrency,
-        rate=_setting("SMS_ADAPTER_RATE_LIMIT", parse_rate, settings.rate_limit),
+        rate=settings.rate_limit,
         per_sender_mps=settings.sender_mps,
     )
 
 
 def botframework_config(settings: Settings) -> BotFrameworkConfig:
-    issuers = (settings.botframework_issuer or "").split(",")
     return BotFrameworkConfig(
         public_url=settings.public_url,
         secret_key=settings.botframework_secret or settings.auth_token,
         default_auth=settings.botframework_auth,
         timeout=settings.botframework_timeout,
-        send_max_age=_setting("SMS_ADAPTER_SEND_MAX_AGE", parse_duration, settings.send_max_age),
+        send_max_age=settings.send_max_age,
         app_id=settings.botframework_app_id,
         app_password=settings.botframework_app_password,
         token_url=settings.botframework_token_url,
         openid_metadata=settings.botframework_openid_metadata,
         scope=settings.botframework_scope,
-        issuers=tuple(issuer.strip() for issuer in issuers if issuer.strip()),
+        issuers=settings.botframework_issuer,
         audience=settings.botframework_audience,
     )
 
@@ -198,9 +188,6 @@ def build_channel(
     credentials = settings.rest_credentials()
     store = store if store is not None else open_store(settings)
     limiter = account_limiter(settings, store)
-    trusted = _setting(
-        "SMS_ADAPTER_TRUSTED_PROXIES", parse_trusted_proxies, settings.trusted_proxies
-    )
     try:
         routes = build_route_table(settings)
     except ConfigError as error:
@@ -213,7 +200,7 @@ def build_channel(
     opt_outs = OptOuts(store)
     policy = RetryPolicy(
         max_attempts=settings.send_max_attempts,
-        max_age=_setting("SMS_ADAPTER_SEND_MAX_AGE", parse_duration, settings.send_max_age),
+        max_age=settings.send_max_age,
     )
     sender = Sender(
         store,
@@ -248,7 +235,7 @@ def build_channel(
         events=metrics,
         metrics=metrics,
         media=media,
-        trusted_proxies=list(trusted),
+        trusted_proxies=list(settings.trusted_proxies),
         signatures=SignatureValidator(settings.webhook_tokens, settings.webhook_shared_key),
         opt_outs=opt_outs,
         sender=sender,
@@ -263,9 +250,7 @@ def build_channel(
             store,
             client,
             statuses.record,
-            refresh_after=_setting(
-                "SMS_ADAPTER_STATUS_REFRESH_AFTER", parse_duration, settings.status_refresh_after
-            ),
+            refresh_after=settings.status_refresh_after,
         ),
     )
 

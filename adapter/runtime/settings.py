@@ -1,28 +1,36 @@
-"""Every setting, its default, its validation, in one place.
+"""Every setting, declared once: its name, type, default, validation and help, in one place.
 
 Settings come from the environment (`TWILIO_*`, `SMS_ADAPTER_*`) or from a TOML file given
-with `--config`; the environment wins. A bad value stops start-up with a `ConfigError`
-that names the setting. The README's settings table is checked against `SPECS` by a test.
+with `--config`; the environment wins. Each value is parsed once, at load, into its type
+(a `Rate`, a `timedelta`, networks, ...); a bad value stops start-up with a `ConfigError`
+that names the setting. A test checks the README's settings table against `SPECS`.
 """
+
+# ruff: noqa: RUF009 - a `setting(...)` default is an immutable value (a Rate, a timedelta, ...)
 
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from adapter.botframework.endpoint import parse_auth_mode
 from adapter.config_error import ConfigError
 from adapter.durations import parse_duration
 from adapter.long_messages import LongMessages, parse_long_messages
-from adapter.networks import parse_trusted_proxies
-from adapter.ratelimit import parse_rate
+from adapter.networks import Network, parse_trusted_proxies
+from adapter.ratelimit import Rate, parse_rate
 from adapter.twilio.client import Credentials
 
 PREFIX = "SMS_ADAPTER_"
+
+T = TypeVar("T")
 
 
 def _text(value: str) -> str:
@@ -62,16 +70,12 @@ def _url(value: str) -> str:
     return value
 
 
-def _checked_by(parse: Callable[[str], object]) -> Callable[[str], str]:
-    """A setting kept as text (its default is documented as text) whose value `parse`
-    must accept: a typo then fails at load, naming the setting, like any other."""
+def _networks(value: str) -> tuple[Network, ...]:
+    return tuple(parse_trusted_proxies(value))
 
-    def checked(value: str) -> str:
-        text = value.strip()
-        parse(text)
-        return text
 
-    return checked
+def _issuers(value: str) -> tuple[str, ...]:
+    return tuple(issuer.strip() for issuer in value.split(",") if issuer.strip())
 
 
 def _log_level(value: str) -> str:
@@ -90,316 +94,297 @@ def _log_format(value: str) -> str:
 
 @dataclass(frozen=True)
 class SettingSpec:
+    """One setting as `setting(...)` declared it on a `Settings` field."""
+
     env: str  # the environment variable
     attribute: str  # the Settings attribute, also the key in a TOML file
-    parse: Callable[[str], Any]
+    parse: Callable[[str], Any]  # text (environment, TOML) to the attribute's value
     meaning: str
     default_text: str  # the default as documented
     secret: bool = False
 
 
-SPECS: tuple[SettingSpec, ...] = (
-    SettingSpec(
-        "TWILIO_ACCOUNT_SID",
-        "account_sid",
-        _text,
-        "Twilio account SID (AC...).",
-        "none (dev: a fixed test value)",
-    ),
-    SettingSpec(
-        "TWILIO_AUTH_TOKEN",
-        "auth_token",
-        _text,
-        "Auth token: signs webhooks, authenticates REST calls unless an API key is set.",
-        "none (dev: a fixed test value)",
-        secret=True,
-    ),
-    SettingSpec(
-        "TWILIO_AUTH_TOKEN_SECONDARY",
-        "auth_token_secondary",
-        _text,
-        "Second token accepted on webhooks while rotating the auth token.",
-        "none",
-        secret=True,
-    ),
-    SettingSpec(
-        "TWILIO_API_KEY",
-        "api_key",
-        _text,
-        "API key SID (SK...) for REST calls instead of the auth token.",
-        "none",
-    ),
-    SettingSpec(
-        "TWILIO_API_SECRET", "api_secret", _text, "The API key's secret.", "none", secret=True
-    ),
-    SettingSpec(
-        PREFIX + "PUBLIC_URL",
-        "public_url",
-        _url,
-        "The URL Twilio reaches us at (https://bot.example.com): signatures are checked against it, status callbacks point at it.",
-        "rebuilt from each request",
-    ),
-    SettingSpec(
-        PREFIX + "TRUSTED_PROXIES",
-        "trusted_proxies",
-        _checked_by(parse_trusted_proxies),
-        "Peers whose X-Forwarded-Proto/Host/Port are believed (IPs or CIDRs, comma-separated; * for any).",
-        "127.0.0.1,::1",
-    ),
-    SettingSpec(
-        PREFIX + "WEBHOOK_SHARED_KEY",
-        "webhook_shared_key",
-        _text,
-        "Shared key for webhooks signed with HMAC-SHA256.",
-        "none",
-        secret=True,
-    ),
-    SettingSpec(
-        PREFIX + "VALIDATE_SIGNATURES",
-        "validate_signatures",
-        _bool,
-        "Reject webhooks without a valid Twilio signature. Turning it off logs a warning at start.",
-        "true",
-    ),
-    SettingSpec(
-        PREFIX + "BOTS",
-        "bots",
-        _text,
-        "Bot routes: module:attribute, or number=module:attribute pairs with * as the default.",
-        "bots.echo:router",
-    ),
-    SettingSpec(
-        PREFIX + "TWILIO_BASE_URL",
-        "twilio_base_url",
-        _url,
-        "Where Twilio's REST API is (the emulator's URL in tests).",
-        "https://api.twilio.com",
-    ),
-    SettingSpec(
-        PREFIX + "DATABASE",
-        "database",
-        _text,
-        "The SQLite file holding the queue, outbox and state, or a postgresql:// URL (several replicas share it; ?schema=NAME for a schema of its own).",
-        "sms-adapter.sqlite3",
-    ),
-    SettingSpec(
-        PREFIX + "MAX_CONCURRENCY",
-        "max_concurrency",
-        _positive_int,
-        "Most requests in flight to Twilio at once, account-wide.",
-        "25",
-    ),
-    SettingSpec(
-        PREFIX + "RATE_LIMIT",
-        "rate_limit",
-        _checked_by(parse_rate),
-        "Most requests to Twilio per window, account-wide (count/window).",
-        "1200/60s",
-    ),
-    SettingSpec(
-        PREFIX + "SENDER_MPS",
-        "sender_mps",
-        _positive_float,
-        "Most messages per second from one sender number (1 for a US long code).",
-        "no cap",
-    ),
-    SettingSpec(
-        PREFIX + "SEND_MAX_ATTEMPTS",
-        "send_max_attempts",
-        _positive_int,
-        "Attempts before a reply is dead-lettered.",
-        "8",
-    ),
-    SettingSpec(
-        PREFIX + "SEND_MAX_AGE",
-        "send_max_age",
-        _checked_by(parse_duration),
-        "Age after which an unsent reply is dead-lettered rather than sent late (90s, 30m, 4h, 1d).",
-        "4h",
-    ),
-    SettingSpec(
-        PREFIX + "BOT_CONCURRENCY",
-        "bot_concurrency",
-        _positive_int,
-        "Conversations handled at once (texts within one conversation are always handled one at a time).",
-        "32",
-    ),
-    SettingSpec(
-        PREFIX + "STATUS_REFRESH_AFTER",
-        "status_refresh_after",
-        _checked_by(parse_duration),
-        "Ask Twilio (Get Message) for the status of a sent message that has no final status after this long.",
-        "10m",
-    ),
-    SettingSpec(
-        PREFIX + "SHUTDOWN_TIMEOUT",
-        "shutdown_timeout",
-        _positive_float,
-        "Seconds to finish in-flight work on SIGTERM before handing it back.",
-        "10",
-    ),
-    # -- SMS in the real world (long messages, opt-out) --
-    SettingSpec(
-        PREFIX + "LONG_MESSAGES",
-        "long_messages",
-        parse_long_messages,
-        "Replies over 1600 characters: split (into parts sent in order, between words), truncate, or refuse (ctx.reply() raises ReplyTooLong).",
-        "split",
-    ),
-    SettingSpec(
-        PREFIX + "OPT_OUT_TO_BOTS",
-        "opt_out_to_bots",
-        _bool,
-        "Pass STOP and START texts on to bots (Twilio answers them itself; HELP always reaches bots).",
-        "false",
-    ),
-    # -- Bot Framework bots (adapter/botframework) --
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_AUTH",
-        "botframework_auth",
-        parse_auth_mode,
-        "Auth with Bot Framework bots, unless their route says: none (no token either way; the secret serviceUrl guards replies) or jwt.",
-        "none",
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_SECRET",
-        "botframework_secret",
-        _text,
-        "Key the secret in each bot's serviceUrl is derived from; set it so rotating the auth token does not change serviceUrls.",
-        "the Twilio auth token",
-        secret=True,
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_TIMEOUT",
-        "botframework_timeout",
-        _positive_float,
-        "Seconds a Bot Framework bot has to take a text (its whole turn) before the post is retried.",
-        "30",
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_APP_ID",
-        "botframework_app_id",
-        _text,
-        "jwt: the adapter's app id, the client id of its token requests.",
-        "none",
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_APP_PASSWORD",
-        "botframework_app_password",
-        _text,
-        "jwt: the adapter's app password (client secret).",
-        "none",
-        secret=True,
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_TOKEN_URL",
-        "botframework_token_url",
-        _url,
-        "jwt: the OAuth token endpoint tokens for posting to bots come from (client credentials).",
-        "none",
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_SCOPE",
-        "botframework_scope",
-        _text,
-        "jwt: the scope asked for (e.g. the bot's app id + /.default).",
-        "https://api.botframework.com/.default",
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_OPENID_METADATA",
-        "botframework_openid_metadata",
-        _url,
-        "jwt: OpenID configuration (or JWKS) URL whose keys sign the tokens bots send to the connector.",
-        "none",
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_ISSUER",
-        "botframework_issuer",
-        _text,
-        "jwt: issuers accepted on connector tokens, comma-separated.",
-        "the metadata's issuer",
-    ),
-    SettingSpec(
-        PREFIX + "BOTFRAMEWORK_AUDIENCE",
-        "botframework_audience",
-        _text,
-        "jwt: the audience connector tokens must carry.",
-        "the app id",
-    ),
-    SettingSpec(
-        PREFIX + "ADMIN_TOKEN",
-        "admin_token",
-        _text,
-        "Bearer token for the operator API (POST /api/messages). Unset: that API is off (404).",
-        "none",
-        secret=True,
-    ),
-    SettingSpec(
-        PREFIX + "LOG_LEVEL", "log_level", _log_level, "debug, info, warning or error.", "info"
-    ),
-    SettingSpec(
-        PREFIX + "LOG_FORMAT",
-        "log_format",
-        _log_format,
-        "text (one readable line per event) or json (one JSON object per line, for log shippers).",
-        "text",
-    ),
-    SettingSpec(
-        PREFIX + "LOG_MASK_NUMBERS",
-        "log_mask_numbers",
-        _bool,
-        "Mask phone numbers in log lines (+1555***4567).",
-        "false",
-    ),
-    SettingSpec(PREFIX + "HOST", "host", _text, "Interface to listen on.", "127.0.0.1"),
-    SettingSpec(PREFIX + "PORT", "port", _positive_int, "Port to listen on.", "8000"),
-)
+_SPEC = "sms_adapter_setting"  # the key of a field's SettingSpec in its metadata
+
+
+@overload
+def setting(
+    env: str,
+    parse: Callable[[str], T],
+    meaning: str,
+    *,
+    default: str,
+    documented: str | None = None,
+    secret: bool = False,
+) -> T: ...
+
+
+@overload
+def setting(
+    env: str,
+    parse: Callable[[str], object],
+    meaning: str,
+    *,
+    default: None = None,
+    documented: str = "none",
+    secret: bool = False,
+) -> None: ...
+
+
+def setting(
+    env: str,
+    parse: Callable[[str], Any],
+    meaning: str,
+    *,
+    default: str | None = None,
+    documented: str | None = None,
+    secret: bool = False,
+) -> Any:
+    """Declare a setting as a `Settings` field. `default` is written as a user would write
+    it and parsed with `parse` (so the field's default is a typed value, and the documented
+    default is what it is parsed from); no default means None. `documented` replaces the
+    text the README shows as the default; a secret is kept out of repr."""
+    shown = documented if documented is not None else default if default is not None else "none"
+    spec = SettingSpec(env, "", parse, meaning, shown, secret)  # the field names the attribute
+    value = None if default is None else parse(default)
+    return field(default=value, repr=not secret, metadata={_SPEC: spec})
 
 
 @dataclass(frozen=True)
 class Settings:
-    account_sid: str | None = None
-    auth_token: str | None = field(default=None, repr=False)
-    auth_token_secondary: str | None = field(default=None, repr=False)
-    api_key: str | None = None
-    api_secret: str | None = field(default=None, repr=False)
-    public_url: str | None = None
-    trusted_proxies: str = "127.0.0.1,::1"
-    webhook_shared_key: str | None = field(default=None, repr=False)
-    validate_signatures: bool = True
-    bots: str = "bots.echo:router"
+    """The adapter's settings, parsed: each field declared with `setting(...)` is one
+    setting (`SPECS` lists them); `routes` and `dev_mode` are not settings a user sets.
+
+    Build it with `load_settings`, or directly with typed values. Directly, a setting whose
+    type is not text (a rate, a duration, networks, issuers, a number, a flag, ...) may also
+    be given as text, for callers without types (a dict of values, a script): it is parsed
+    as the environment's would be, `Settings(rate_limit="10/1s", send_max_age="90s")`, and a
+    bad one raises `ConfigError` naming the setting (`SMS_ADAPTER_SEND_MAX_AGE 'soon' is
+    invalid: ...`). Text settings are kept as given.
+    """
+
+    account_sid: str | None = setting(
+        "TWILIO_ACCOUNT_SID",
+        _text,
+        "Twilio account SID (AC...).",
+        documented="none (dev: a fixed test value)",
+    )
+    auth_token: str | None = setting(
+        "TWILIO_AUTH_TOKEN",
+        _text,
+        "Auth token: signs webhooks, authenticates REST calls unless an API key is set.",
+        documented="none (dev: a fixed test value)",
+        secret=True,
+    )
+    auth_token_secondary: str | None = setting(
+        "TWILIO_AUTH_TOKEN_SECONDARY",
+        _text,
+        "Second token accepted on webhooks while rotating the auth token.",
+        secret=True,
+    )
+    api_key: str | None = setting(
+        "TWILIO_API_KEY", _text, "API key SID (SK...) for REST calls instead of the auth token."
+    )
+    api_secret: str | None = setting(
+        "TWILIO_API_SECRET", _text, "The API key's secret.", secret=True
+    )
+    public_url: str | None = setting(
+        "SMS_ADAPTER_PUBLIC_URL",
+        _url,
+        "The URL Twilio reaches us at (https://bot.example.com): signatures are checked against it, status callbacks point at it.",
+        documented="rebuilt from each request",
+    )
+    trusted_proxies: tuple[Network, ...] = setting(
+        "SMS_ADAPTER_TRUSTED_PROXIES",
+        _networks,
+        "Peers whose X-Forwarded-Proto/Host/Port are believed (IPs or CIDRs, comma-separated; * for any).",
+        default="127.0.0.1,::1",
+    )
+    webhook_shared_key: str | None = setting(
+        "SMS_ADAPTER_WEBHOOK_SHARED_KEY",
+        _text,
+        "Shared key for webhooks signed with HMAC-SHA256.",
+        secret=True,
+    )
+    validate_signatures: bool = setting(
+        "SMS_ADAPTER_VALIDATE_SIGNATURES",
+        _bool,
+        "Reject webhooks without a valid Twilio signature. Turning it off logs a warning at start.",
+        default="true",
+    )
+    bots: str = setting(
+        "SMS_ADAPTER_BOTS",
+        _text,
+        "Bot routes: module:attribute, or number=module:attribute pairs with * as the default.",
+        default="bots.echo:router",
+    )
     # Routes from a TOML file's [[routes]] tables; when present they replace `bots`.
     routes: tuple[dict[str, Any], ...] = ()
-    twilio_base_url: str = "https://api.twilio.com"
-    database: str = "sms-adapter.sqlite3"
-    max_concurrency: int = 25
-    rate_limit: str = "1200/60s"
-    sender_mps: float | None = None
-    send_max_attempts: int = 8
-    send_max_age: str = "4h"
-    bot_concurrency: int = 32
-    status_refresh_after: str = "10m"
-    shutdown_timeout: float = 10.0
-    long_messages: LongMessages = LongMessages.SPLIT
-    opt_out_to_bots: bool = False
-    botframework_auth: str = "none"
-    botframework_secret: str | None = field(default=None, repr=False)
-    botframework_timeout: float = 30.0
-    botframework_app_id: str | None = None
-    botframework_app_password: str | None = field(default=None, repr=False)
-    botframework_token_url: str | None = None
-    botframework_scope: str = "https://api.botframework.com/.default"
-    botframework_openid_metadata: str | None = None
-    botframework_issuer: str | None = None
-    botframework_audience: str | None = None
-    admin_token: str | None = field(default=None, repr=False)
-    log_level: str = "INFO"
-    log_format: str = "text"
-    log_mask_numbers: bool = False
-    host: str = "127.0.0.1"
-    port: int = 8000
+    twilio_base_url: str = setting(
+        "SMS_ADAPTER_TWILIO_BASE_URL",
+        _url,
+        "Where Twilio's REST API is (the emulator's URL in tests).",
+        default="https://api.twilio.com",
+    )
+    database: str = setting(
+        "SMS_ADAPTER_DATABASE",
+        _text,
+        "The SQLite file holding the queue, outbox and state, or a postgresql:// URL (several replicas share it; ?schema=NAME for a schema of its own).",
+        default="sms-adapter.sqlite3",
+    )
+    max_concurrency: int = setting(
+        "SMS_ADAPTER_MAX_CONCURRENCY",
+        _positive_int,
+        "Most requests in flight to Twilio at once, account-wide.",
+        default="25",
+    )
+    rate_limit: Rate = setting(
+        "SMS_ADAPTER_RATE_LIMIT",
+        parse_rate,
+        "Most requests to Twilio per window, account-wide (count/window).",
+        default="1200/60s",
+    )
+    sender_mps: float | None = setting(
+        "SMS_ADAPTER_SENDER_MPS",
+        _positive_float,
+        "Most messages per second from one sender number (1 for a US long code).",
+        documented="no cap",
+    )
+    send_max_attempts: int = setting(
+        "SMS_ADAPTER_SEND_MAX_ATTEMPTS",
+        _positive_int,
+        "Attempts before a reply is dead-lettered.",
+        default="8",
+    )
+    send_max_age: timedelta = setting(
+        "SMS_ADAPTER_SEND_MAX_AGE",
+        parse_duration,
+        "Age after which an unsent reply is dead-lettered rather than sent late (90s, 30m, 4h, 1d).",
+        default="4h",
+    )
+    bot_concurrency: int = setting(
+        "SMS_ADAPTER_BOT_CONCURRENCY",
+        _positive_int,
+        "Conversations handled at once (texts within one conversation are always handled one at a time).",
+        default="32",
+    )
+    status_refresh_after: timedelta = setting(
+        "SMS_ADAPTER_STATUS_REFRESH_AFTER",
+        parse_duration,
+        "Ask Twilio (Get Message) for the status of a sent message that has no final status after this long.",
+        default="10m",
+    )
+    shutdown_timeout: float = setting(
+        "SMS_ADAPTER_SHUTDOWN_TIMEOUT",
+        _positive_float,
+        "Seconds to finish in-flight work on SIGTERM before handing it back.",
+        default="10",
+    )
+    # -- SMS in the real world (long messages, opt-out) --
+    long_messages: LongMessages = setting(
+        "SMS_ADAPTER_LONG_MESSAGES",
+        parse_long_messages,
+        "Replies over 1600 characters: split (into parts sent in order, between words), truncate, or refuse (ctx.reply() raises ReplyTooLong).",
+        default="split",
+    )
+    opt_out_to_bots: bool = setting(
+        "SMS_ADAPTER_OPT_OUT_TO_BOTS",
+        _bool,
+        "Pass STOP and START texts on to bots (Twilio answers them itself; HELP always reaches bots).",
+        default="false",
+    )
+    # -- Bot Framework bots (adapter/botframework) --
+    botframework_auth: str = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_AUTH",
+        parse_auth_mode,
+        "Auth with Bot Framework bots, unless their route says: none (no token either way; the secret serviceUrl guards replies) or jwt.",
+        default="none",
+    )
+    botframework_secret: str | None = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_SECRET",
+        _text,
+        "Key the secret in each bot's serviceUrl is derived from; set it so rotating the auth token does not change serviceUrls.",
+        documented="the auth token",
+        secret=True,
+    )
+    botframework_timeout: float = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_TIMEOUT",
+        _positive_float,
+        "Seconds a Bot Framework bot has to take a text (its whole turn) before the post is retried.",
+        default="30",
+    )
+    botframework_app_id: str | None = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_APP_ID",
+        _text,
+        "jwt: the adapter's app id, the client id of its token requests.",
+    )
+    botframework_app_password: str | None = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_APP_PASSWORD",
+        _text,
+        "jwt: the adapter's app password (client secret).",
+        secret=True,
+    )
+    botframework_token_url: str | None = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_TOKEN_URL",
+        _url,
+        "jwt: the OAuth token endpoint tokens for posting to bots come from (client credentials).",
+    )
+    botframework_scope: str = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_SCOPE",
+        _text,
+        "jwt: the scope asked for (e.g. the bot's app id + /.default).",
+        default="https://api.botframework.com/.default",
+    )
+    botframework_openid_metadata: str | None = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_OPENID_METADATA",
+        _url,
+        "jwt: OpenID configuration (or JWKS) URL whose keys sign the tokens bots send to the connector.",
+    )
+    # Several issuers, comma-separated; the name stays singular, like the variable and key.
+    botframework_issuer: tuple[str, ...] = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_ISSUER",
+        _issuers,
+        "jwt: issuers accepted on connector tokens, comma-separated.",
+        default="",
+        documented="the metadata's issuer",
+    )
+    botframework_audience: str | None = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_AUDIENCE",
+        _text,
+        "jwt: the audience connector tokens must carry.",
+        documented="the app id",
+    )
+    admin_token: str | None = setting(
+        "SMS_ADAPTER_ADMIN_TOKEN",
+        _text,
+        "Bearer token for the operator API (POST /api/messages). Unset: that API is off (404).",
+        secret=True,
+    )
+    log_level: str = setting(
+        "SMS_ADAPTER_LOG_LEVEL", _log_level, "debug, info, warning or error.", default="info"
+    )
+    log_format: str = setting(
+        "SMS_ADAPTER_LOG_FORMAT",
+        _log_format,
+        "text (one readable line per event) or json (one JSON object per line, for log shippers).",
+        default="text",
+    )
+    log_mask_numbers: bool = setting(
+        "SMS_ADAPTER_LOG_MASK_NUMBERS",
+        _bool,
+        "Mask phone numbers in log lines (+1555***4567).",
+        default="false",
+    )
+    host: str = setting("SMS_ADAPTER_HOST", _text, "Interface to listen on.", default="127.0.0.1")
+    port: int = setting("SMS_ADAPTER_PORT", _positive_int, "Port to listen on.", default="8000")
     # Not a user setting: dev mode runs the emulator in-process and says so here.
     dev_mode: bool = False
+
+    def __post_init__(self) -> None:
+        for spec in SPECS:
+            value = getattr(self, spec.attribute)
+            if type(value) is str and spec.attribute in _PARSED_FROM_TEXT:
+                object.__setattr__(self, spec.attribute, _parse_one(spec, value, None))
 
     @property
     def webhook_tokens(self) -> list[str]:
@@ -440,13 +425,36 @@ class Settings:
         return Credentials(self.account_sid, self.account_sid, self.auth_token)
 
 
-def _parse_one(spec: SettingSpec, raw: Any, source: str) -> Any:
+# Every setting, in declaration order, read off the fields `setting(...)` made.
+SPECS: tuple[SettingSpec, ...] = tuple(
+    replace(f.metadata[_SPEC], attribute=f.name) for f in fields(Settings) if _SPEC in f.metadata
+)
+
+
+def _not_text() -> frozenset[str]:
+    """The settings whose type is neither `str` nor a union with `str` in it (`str | None`):
+    `Settings(...)` parses text given for them."""
+    hints = typing.get_type_hints(Settings)
+
+    def admits_text(hint: Any) -> bool:
+        if typing.get_origin(hint) in {typing.Union, types.UnionType}:
+            return str in typing.get_args(hint)
+        return hint is str
+
+    return frozenset(spec.attribute for spec in SPECS if not admits_text(hints[spec.attribute]))
+
+
+_PARSED_FROM_TEXT = _not_text()
+
+
+def _parse_one(spec: SettingSpec, raw: Any, source: str | None) -> Any:
     text = str(raw).lower() if isinstance(raw, bool) else str(raw)
     try:
         return spec.parse(text)
     except ValueError as error:
         shown = "" if spec.secret else f" {text!r}"
-        raise ConfigError(f"{spec.env}{shown} ({source}) is invalid: {error}") from None
+        where = f" ({source})" if source is not None else ""
+        raise ConfigError(f"{spec.env}{shown}{where} is invalid: {error}") from None
 
 
 def load_settings(
