@@ -1,6 +1,6 @@
 """Twilio's raw webhook forms → typed inbound message and activity (parsing only).
 
-The HTTP side (status codes, signatures, storing) is in tests/test_webhooks.py.
+The HTTP side (status codes, signatures, storing) is in tests/web/test_webhooks.py.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.twilio.emulator.conftest import (
+from tests.devtools.emulator.conftest import (
     MESSAGES,
     OUR_NUMBER,
     PERSON,

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from adapter.asgi import build_app
 from adapter.cli.dev import DEV_AUTH_TOKEN, DEV_NUMBER
 from adapter.runtime.settings import Settings
-from adapter.asgi import build_app
-from tests.console.conftest import DevServer
+from tests.devtools.console.conftest import DevServer
 from tests.servers import bound_socket, serve, wait_for
 
 PERSON = "+15551234567"

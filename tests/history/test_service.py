@@ -437,7 +437,7 @@ async def test_ctx_history_includes_texts_sent_elsewhere_and_the_one_being_handl
 ) -> None:
     sock, base = bound_socket()
     settings = Settings(
-        database=str(tmp_path / "adapter.sqlite3"), bots="tests.test_history:history_bot"
+        database=str(tmp_path / "adapter.sqlite3"), bots="tests.history.test_service:history_bot"
     )
     dev = create_dev_app(settings, base)
     text(dev.emulator, "from the website", NOW - timedelta(days=2), inbound=False, ours=DEV_NUMBER)

@@ -18,7 +18,7 @@ import pytest
 
 from adapter.cli.dev import DEV_NUMBER, create_dev_app
 from adapter.runtime.settings import Settings
-from tests.console.conftest import DevServer
+from tests.devtools.console.conftest import DevServer
 from tests.processes import free_port
 from tests.servers import serve
 
@@ -41,7 +41,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+SCREENSHOT = Path(__file__).resolve().parents[3] / "docs" / "console.png"
 PERSON = "+15551234567"
 SEEDED_PERSON = "+15557654321"
 

@@ -8,7 +8,7 @@ import socket
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.twilio.emulator.conftest import (
+from tests.devtools.emulator.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     MESSAGES,

@@ -20,8 +20,7 @@ from adapter.devtools.emulator import (
     create_emulator_app,
     parse_faults,
 )
-from tests.servers import bound_socket, serve
-from tests.twilio.emulator.conftest import (
+from tests.devtools.emulator.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     MESSAGES,
@@ -30,6 +29,7 @@ from tests.twilio.emulator.conftest import (
     make_config,
     running_emulator,
 )
+from tests.servers import bound_socket, serve
 
 SEND = {"To": PERSON, "From": OUR_NUMBER, "Body": "hello"}
 

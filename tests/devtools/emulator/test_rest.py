@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.twilio.emulator.conftest import (
+from tests.devtools.emulator.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     MESSAGES,

@@ -13,8 +13,8 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 from adapter.devtools.emulator import create_emulator_app
+from tests.devtools.emulator.conftest import ACCOUNT_SID, AUTH_TOKEN, make_config
 from tests.servers import bound_socket, serve
-from tests.twilio.emulator.conftest import ACCOUNT_SID, AUTH_TOKEN, make_config
 
 NUMBERS = ["+15005550006", "+15005550007", "+447700900123"]
 WEBHOOK = "https://bot.example.com/api/sms"

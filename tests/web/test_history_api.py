@@ -16,8 +16,8 @@ import pytest
 from adapter.devtools.emulator import EmulatorConfig, EmulatorState, create_emulator_app
 from adapter.runtime.settings import Settings
 from adapter.web.app import create_app
+from tests.history.test_service import ACCOUNT_SID, AUTH_TOKEN, OURS, PERSON, text
 from tests.servers import bound_socket, serve
-from tests.test_history import ACCOUNT_SID, AUTH_TOKEN, OURS, PERSON, text
 
 ADMIN_TOKEN = "admin-token-for-history-tests"
 URL = f"/api/conversations/{PERSON}/messages"

@@ -21,8 +21,7 @@ from adapter.devtools.console.exchange_log import (
 )
 from adapter.devtools.emulator import EmulatorState, create_emulator_app, parse_faults
 from adapter.logs import REDACTED
-from tests.servers import bound_socket, serve
-from tests.twilio.emulator.conftest import (
+from tests.devtools.emulator.conftest import (
     ACCOUNT_SID,
     AUTH_TOKEN,
     MESSAGES,
@@ -30,6 +29,7 @@ from tests.twilio.emulator.conftest import (
     PERSON,
     make_config,
 )
+from tests.servers import bound_socket, serve
 
 SECRET = "s3cret/token+with=odd&chars"
 

@@ -152,7 +152,7 @@ def test_bad_config_files(tmp_path: Path, content: str | None, message: str) -> 
 
 def _readme_settings_table() -> dict[str, str]:
     """The README's settings table: each setting's name and its default as shown."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([A-Z0-9_]+)` \| ([^|]*) \|", section, flags=re.MULTILINE)
     names = [name for name, _ in rows]

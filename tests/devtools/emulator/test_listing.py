@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.twilio.emulator.conftest import MESSAGES, OUR_NUMBER, PERSON, Emulator
+from tests.devtools.emulator.conftest import MESSAGES, OUR_NUMBER, PERSON, Emulator
 
 MARCH_1 = datetime(2024, 3, 1, 6, 0, tzinfo=UTC)
 

@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.devtools.emulator.conftest import ACCOUNT_SID, PERSON, Emulator
 from tests.servers import bound_socket, serve
-from tests.twilio.emulator.conftest import ACCOUNT_SID, PERSON, Emulator
 
 INBOUND = "/_emulator/inbound"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))

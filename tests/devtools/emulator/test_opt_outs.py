@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.twilio.emulator.conftest import (
+from tests.devtools.emulator.conftest import (
     MESSAGES,
     OUR_NUMBER,
     PERSON,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.twilio.emulator.conftest import AUTH_TOKEN, make_config
+from tests.devtools.emulator.conftest import AUTH_TOKEN, make_config
 
 
 def test_repr_hides_every_secret() -> None:

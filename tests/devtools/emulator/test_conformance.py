@@ -23,8 +23,14 @@ from adapter.devtools.emulator import (
     create_emulator_app,
     parse_faults,
 )
+from tests.devtools.emulator.conftest import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    OUR_NUMBER,
+    PERSON,
+    make_config,
+)
 from tests.servers import bound_socket, serve
-from tests.twilio.emulator.conftest import ACCOUNT_SID, AUTH_TOKEN, OUR_NUMBER, PERSON, make_config
 
 T = TypeVar("T")
 API_KEY, API_SECRET = "SK" + "3" * 32, "api-secret"
