@@ -153,6 +153,13 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def renew_inbound(self, job_id: int, lease_seconds: float) -> bool:
+        """Extend the lease of a text this process claimed and is still handling, to
+        `lease_seconds` from now, so a slow handler's text is not claimed again while it
+        runs. False (nothing changed) when the text is no longer pending, or is claimed
+        by another process (its lease ran out and someone took it)."""
+
+    @abc.abstractmethod
     async def finish_inbound(
         self,
         job_id: int,

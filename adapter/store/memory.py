@@ -135,6 +135,14 @@ class MemoryStore(Store):
         claimed = _claim_heads(pending, limit, now, now + timedelta(seconds=lease_seconds))
         return [read_row(InboundJob, row, _as_is) for row in claimed]
 
+    async def renew_inbound(self, job_id: int, lease_seconds: float) -> bool:
+        self._check_open()
+        row = self._inbound.get(job_id)
+        if row is None or row.done or row.claimed_until is None:
+            return False
+        row.claimed_until = datetime.now(UTC) + timedelta(seconds=lease_seconds)
+        return True
+
     async def finish_inbound(
         self,
         job_id: int,

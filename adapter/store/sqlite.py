@@ -261,6 +261,20 @@ class SQLiteStore(Store):
 
         return await self._writer.run(claim)
 
+    async def renew_inbound(self, job_id: int, lease_seconds: float) -> bool:
+        # One process owns the file, so a claimed pending text is this process's claim.
+        def renew(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                """
+                UPDATE inbound SET claimed_until = ?
+                WHERE id = ? AND state = 'pending' AND claimed_until IS NOT NULL
+                """,
+                (time.time() + lease_seconds, job_id),
+            )
+            return cursor.rowcount == 1
+
+        return await self._writer.run(renew, single_statement=True)
+
     async def finish_inbound(
         self,
         job_id: int,

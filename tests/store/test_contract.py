@@ -162,6 +162,34 @@ async def test_a_claim_whose_lease_ran_out_can_be_claimed_again(store: Store) ->
     assert await claim_texts(store) == ["A1"]
 
 
+async def test_a_renewed_claim_outlives_its_first_lease(store: Store) -> None:
+    await add_text(store, "A1")
+    [job] = await store.claim_inbound(10, 0.2)
+
+    assert await store.renew_inbound(job.id, LONG_LEASE)
+    await asyncio.sleep(0.4)
+
+    # Still held: neither the text nor the conversation's next one is claimed.
+    await add_text(store, "A2")
+    assert await claim_texts(store) == []
+    await store.finish_inbound(job.id, [])
+    assert await claim_texts(store) == ["A2"]
+
+
+async def test_only_a_claimed_pending_text_is_renewed(store: Store) -> None:
+    await add_text(store, "A1")
+    await add_text(store, "B1", conversation="B")
+    jobs = {job.message_id: job for job in await store.claim_inbound(10, LONG_LEASE)}
+    await store.finish_inbound(jobs["A1"].id, [])
+    await store.release_inbound(jobs["B1"].id)
+
+    assert not await store.renew_inbound(jobs["A1"].id, LONG_LEASE)
+    assert not await store.renew_inbound(jobs["B1"].id, LONG_LEASE)
+    assert not await store.renew_inbound(9999, LONG_LEASE)
+    # The released text stays claimable: the refused renewal took no lease.
+    assert await claim_texts(store) == ["B1"]
+
+
 async def test_a_released_text_can_be_claimed_again_at_once(store: Store) -> None:
     await add_text(store, "A1")
     [job] = await store.claim_inbound(10, LONG_LEASE)

@@ -260,6 +260,19 @@ async def test_a_replica_whose_claim_lapsed_may_not_start_sending_that_row(url: 
         await other.mark_attempt_started(row, now())
 
 
+async def test_a_replica_whose_text_was_taken_over_cannot_renew_its_claim(url: str) -> None:
+    async with opened(url) as slow, opened(url) as other:
+        await add_texts(slow, "A1")
+        [job] = await slow.claim_inbound(10, 0.2)
+        await asyncio.sleep(0.5)
+        assert await claimed(other) == ["A1"]
+
+        # The renewal must not hide that both hold the text: it fails, and the lease
+        # stays the other replica's.
+        assert not await slow.renew_inbound(job.id, LONG_LEASE)
+        assert await other.renew_inbound(job.id, LONG_LEASE)
+
+
 # --- waking idle replicas -------------------------------------------------------------------
 
 

@@ -404,6 +404,22 @@ class PostgresStore(Store):
         rows = await self._claim(LOCK_INBOUND, CLAIM_INBOUND, "inbound", limit, lease_seconds)
         return [read_row(InboundJob, row, _as_is) for row in rows]
 
+    async def renew_inbound(self, job_id: int, lease_seconds: float) -> bool:
+        # Only while the claim is still ours: once the lease ran out another replica may
+        # hold it, and extending its lease would hide that both are running the text.
+        async with self.connection() as conn:
+            renewed = await conn.fetchval(
+                """
+                UPDATE inbound SET claimed_until = now() + make_interval(secs => $2)
+                WHERE id = $1 AND state = 'pending' AND claimed_by = $3
+                RETURNING id
+                """,
+                job_id,
+                lease_seconds,
+                self.replica_id,
+            )
+        return renewed is not None
+
     async def finish_inbound(
         self,
         job_id: int,
