@@ -28,10 +28,13 @@ from adapter.bot import (
     F,
     Filter,
     From,
+    HandlerTimeout,
     HasMedia,
+    HistoryMessage,
     Keyword,
     MediaDownloadError,
     MediaFile,
+    NoMatch,
     Not,
     Or,
     RecipientOptedOut,
@@ -42,6 +45,7 @@ from adapter.bot import (
     StartsWith,
     StatusUpdate,
     To,
+    TurnOver,
 )
 
 if TYPE_CHECKING:
@@ -60,10 +64,13 @@ __all__ = [
     "F",
     "Filter",
     "From",
+    "HandlerTimeout",
     "HasMedia",
+    "HistoryMessage",
     "Keyword",
     "MediaDownloadError",
     "MediaFile",
+    "NoMatch",
     "Not",
     "Or",
     "RecipientOptedOut",
@@ -75,6 +82,7 @@ __all__ = [
     "StartsWith",
     "StatusUpdate",
     "To",
+    "TurnOver",
     "create_app",
     "load_settings",
 ]

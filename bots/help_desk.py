@@ -45,14 +45,12 @@ async def menu(ctx: Context) -> None:
 
 @router.message(Regex(r"^\s*my name is\s+(\w+)", re.IGNORECASE))
 async def remember_name(ctx: Context) -> None:
-    assert ctx.match is not None  # the Regex matched, so the handler has its match
     ctx.state["name"] = ctx.match.group(1).capitalize()
     await ctx.reply(f"Nice to meet you{_name(ctx)}!")
 
 
 @router.message(Regex(r"\border\s*#?\s*(\d+)", re.IGNORECASE))
 async def track_order(ctx: Context) -> None:
-    assert ctx.match is not None
     number = ctx.match.group(1)
     status = ORDERS.get(number)
     if status is None:
@@ -72,7 +70,6 @@ async def list_tickets(ctx: Context) -> None:
 
 @router.message(Regex(r"^\s*ticket\s+(.+)", re.IGNORECASE | re.DOTALL))
 async def open_ticket(ctx: Context) -> None:
-    assert ctx.match is not None
     number = ctx.state.get("last_ticket", 0) + 1
     ctx.state["last_ticket"] = number
     ticket = {"number": number, "problem": ctx.match.group(1).strip(), "photos": []}

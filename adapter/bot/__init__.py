@@ -3,7 +3,14 @@
 Nothing here knows HTTP, the store or Twilio's wire format.
 """
 
-from adapter.bot.context import Context, RecipientOptedOut, ReplyError, RetryLater
+from adapter.bot.context import (
+    Context,
+    NoMatch,
+    RecipientOptedOut,
+    ReplyError,
+    RetryLater,
+    TurnOver,
+)
 from adapter.bot.filters import (
     And,
     Contains,
@@ -18,8 +25,10 @@ from adapter.bot.filters import (
     StartsWith,
     To,
 )
+from adapter.bot.history import HistoryMessage
 from adapter.bot.media import MediaDownloadError, MediaFile
 from adapter.bot.router import Router, StatusUpdate
+from adapter.bot.turn import HandlerTimeout
 
 __all__ = [
     "And",
@@ -28,10 +37,13 @@ __all__ = [
     "F",
     "Filter",
     "From",
+    "HandlerTimeout",
     "HasMedia",
+    "HistoryMessage",
     "Keyword",
     "MediaDownloadError",
     "MediaFile",
+    "NoMatch",
     "Not",
     "Or",
     "RecipientOptedOut",
@@ -42,4 +54,5 @@ __all__ = [
     "StartsWith",
     "StatusUpdate",
     "To",
+    "TurnOver",
 ]

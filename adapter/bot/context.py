@@ -22,11 +22,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from adapter.activity import Activity, Attachment
+from adapter.bot.history import HistoryMessage
 from adapter.long_messages import LongMessages, split_body, truncate_body
 from adapter.segments import count_segments
 from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 # Twilio's limits for one outgoing message.
 
-HistoryProvider = Callable[[int], Awaitable[list[Any]]]
+HistoryProvider = Callable[[int], Awaitable[list[HistoryMessage]]]
 # (url, content type if known, max_bytes or None for the default) -> the file.
 MediaDownload = Callable[[str, str | None, int | None], Awaitable["MediaFile"]]
 
@@ -72,6 +73,15 @@ class RecipientOptedOut(ReplyError):
         )
         self.person = person
         self.sender = sender
+
+
+class NoMatch(LookupError):
+    """`ctx.match` was read in a handler that no Regex filter chose."""
+
+
+class TurnOver(RuntimeError):
+    """`ctx.reply()` after the turn ended: the handler ran past its time limit (or was
+    cancelled) and goes on in the background; what it replies now is discarded."""
 
 
 class StateNotSerializable(TypeError):
@@ -115,7 +125,7 @@ class Context:
         self.activity = activity if activity is not None else Activity.from_inbound(message)
         self.bot_name = bot_name
         self.state: dict[str, Any] = state if state is not None else {}
-        self.match: re.Match[str] | None = None
+        self._match: re.Match[str] | None = None
         self.replies: list[OutboundMessage] = []
         self._reply_service = reply_messaging_service_sid
         self._reply_from = None if reply_messaging_service_sid else (reply_from or message.to)
@@ -124,13 +134,53 @@ class Context:
         self.opted_out = opted_out
         self._long_messages = LongMessages(long_messages)
         self._media_download = media_download
+        self._over = False
 
     @property
     def text(self) -> str:
         return self.activity.text
 
-    async def reply(self, text: str, *, media: Sequence[str] = ()) -> None:
-        """Queue a reply to the person; it is sent after the handler returns."""
+    @property
+    def match(self) -> re.Match[str]:
+        """The match of the Regex filter that chose this handler (`ctx.match[1]` is its
+        first group). Raises NoMatch in a handler no Regex chose, or when the Regex was
+        one side of an `|` that matched on its other side."""
+        if self._match is None:
+            raise NoMatch(
+                "ctx.match is set only in a handler chosen by a Regex filter, and this "
+                "text matched none (check `ctx.has_match` where a Regex is one of several)"
+            )
+        return self._match
+
+    @property
+    def has_match(self) -> bool:
+        """Whether a Regex filter matched this text (so `ctx.match` can be read)."""
+        return self._match is not None
+
+    def set_match(self, match: re.Match[str] | None) -> None:
+        """Set by the router for the handler it chose."""
+        self._match = match
+
+    def end_turn(self) -> None:
+        """The turn is over (its handler timed out or was cancelled): later replies raise
+        TurnOver, so a handler abandoned in its thread cannot add to what was sent."""
+        self._over = True
+
+    def reply(self, text: str, *, media: Sequence[str] = ()) -> Awaitable[None]:
+        """Queue a reply to the person; it is sent after the handler returns.
+
+        `await ctx.reply(...)` in an `async def` handler; in a plain `def` handler (run in
+        a worker thread) call `ctx.reply(...)` without await: the reply is queued (or the
+        ReplyError raised) at the call either way."""
+        self._queue_reply(text, media)
+        return _DONE
+
+    def _queue_reply(self, text: str, media: Sequence[str]) -> None:
+        if self._over:
+            raise TurnOver(
+                "ctx.reply() after the turn ended (the handler ran past its time limit): "
+                "the reply is discarded"
+            )
         if not isinstance(text, str):
             raise TypeError(f"ctx.reply() takes the text as a str, got {type(text).__name__}")
         media_urls = _checked_media(media)
@@ -190,7 +240,7 @@ class Context:
             url, content_type = media, None
         return await self._media_download(url, content_type, max_bytes)
 
-    async def history(self, limit: int = 20) -> list[Any]:
+    async def history(self, limit: int = 20) -> list[HistoryMessage]:
         """The conversation's latest messages, newest last, from the history service."""
         if self._history_provider is None:
             raise NotImplementedError(
@@ -199,6 +249,20 @@ class Context:
         if limit < 1:
             raise ValueError(f"ctx.history(limit=...) must be at least 1, got {limit}")
         return await self._history_provider(limit)
+
+
+class _Done:
+    """What `ctx.reply()` returns: already done, awaitable for async handlers, and
+    harmless when a sync handler drops it (unlike a coroutine never awaited)."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_DONE = _Done()
 
 
 def _checked_media(media: Sequence[str]) -> tuple[str, ...]:

@@ -18,7 +18,8 @@ import sys
 import time
 from typing import Any, NoReturn, TextIO
 
-from adapter.history.service import HistoryMessage, SyncProgress, SyncReport, conversation_with
+from adapter.bot.history import HistoryMessage
+from adapter.history.service import SyncProgress, SyncReport, conversation_with
 from adapter.runtime.channel import HistoryTools, build_history_tools
 from adapter.runtime.logging_setup import configure_logging
 from adapter.runtime.settings import load_settings

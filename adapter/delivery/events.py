@@ -25,6 +25,14 @@ class ChannelEvents:
     # --- bots -----------------------------------------------------------------
     def bot_handled(self, bot: str, seconds: float) -> None: ...
 
+    def bot_had_no_handler(self, bot: str) -> None:
+        """No handler of the bot matched a text."""
+
+    def bot_error(self, bot: str, kind: str, error: BaseException, *, answered: bool) -> None:
+        """A bot's handler raised or timed out (`kind`: the exception's class name, or
+        "timeout"); also a status handler or an error handler that raised. `answered`:
+        the person got an answer all the same (the bot's error handler, or the apology)."""
+
     # --- sends ----------------------------------------------------------------
     def sent(self, job: OutboundJob, seconds: float) -> None: ...
     def failed(self, job: OutboundJob, code: int | None, dead: bool) -> None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from adapter.bot.router import StatusUpdate
+from adapter.bot.turn import error_kind
 from adapter.delivery.early_statuses import EarlyStatuses
 from adapter.delivery.events import NO_EVENTS, ChannelEvents
 from adapter.delivery.opt_outs import OptOuts
@@ -67,7 +68,8 @@ class StatusRecorder:
         )
         try:
             await route.router.dispatch_status(update)
-        except Exception:
+        except Exception as error:
+            self._events.bot_error(route.bot_name, error_kind(error), error, answered=False)
             logger.exception(
                 "status handler of bot %s raised for %s",
                 route.bot_name,

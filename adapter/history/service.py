@@ -40,6 +40,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 from adapter.bot.context import HistoryProvider
+from adapter.bot.history import Direction, HistoryMessage
 from adapter.ratelimit import Limiter
 from adapter.store.base import STATUS_WATCH_WINDOW, HistoryEntry, Store
 from adapter.twilio.addresses import is_address
@@ -54,7 +55,6 @@ from adapter.twilio.resources import MessageResource
 logger = logging.getLogger("adapter.history.service")
 
 T = TypeVar("T")
-Direction = Literal["inbound", "outbound"]
 SyncKind = Literal["full", "incremental", "shallow"]
 
 # DateSent filters whole GMT days; a day of overlap also covers a clock that is off.
@@ -70,56 +70,23 @@ MAX_STATUS_REFRESH = 25
 SHALLOW_PAGE_SIZE = 100
 
 
-@dataclass(frozen=True)
-class HistoryMessage:
-    """One message of a conversation, as `ctx.history()` and the operator API show it."""
-
-    sid: str
-    direction: Direction  # "inbound": the person wrote it; "outbound": we (or our account) did
-    from_: str
-    to: str
-    body: str
-    status: str | None  # Twilio's: received, queued, sent, delivered, undelivered, failed...
-    at: datetime  # when it was sent (created, while not yet sent); UTC
-    num_media: int = 0  # Twilio's lists carry the count of media, not their URLs
-    num_segments: int = 1
-    error_code: int | None = None
-
-    @property
-    def inbound(self) -> bool:
-        return self.direction == "inbound"
-
-    @classmethod
-    def from_entry(cls, entry: HistoryEntry) -> HistoryMessage:
-        key = ConversationKey.parse(entry.conversation)
-        inbound = entry.direction == "inbound"
-        sender, recipient = (key.person, key.ours) if inbound else (key.ours, key.person)
-        return cls(
-            sid=entry.sid,
-            direction="inbound" if inbound else "outbound",
-            from_=_text_or(entry.payload.get("from"), sender),
-            to=_text_or(entry.payload.get("to"), recipient),
-            body=entry.body,
-            status=entry.status,
-            at=entry.at,
-            num_media=entry.num_media,
-            num_segments=entry.num_segments,
-            error_code=entry.error_code,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sid": self.sid,
-            "direction": self.direction,
-            "from": self.from_,
-            "to": self.to,
-            "body": self.body,
-            "status": self.status,
-            "error_code": self.error_code,
-            "num_media": self.num_media,
-            "num_segments": self.num_segments,
-            "at": self.at.isoformat(),
-        }
+def history_message(entry: HistoryEntry) -> HistoryMessage:
+    """A cached entry as `ctx.history()` shows it."""
+    key = ConversationKey.parse(entry.conversation)
+    inbound = entry.direction == "inbound"
+    sender, recipient = (key.person, key.ours) if inbound else (key.ours, key.person)
+    return HistoryMessage(
+        sid=entry.sid,
+        direction="inbound" if inbound else "outbound",
+        from_=_text_or(entry.payload.get("from"), sender),
+        to=_text_or(entry.payload.get("to"), recipient),
+        body=entry.body,
+        status=entry.status,
+        at=entry.at,
+        num_media=entry.num_media,
+        num_segments=entry.num_segments,
+        error_code=entry.error_code,
+    )
 
 
 @dataclass(frozen=True)
@@ -262,7 +229,7 @@ class HistoryService:
     ) -> list[HistoryMessage]:
         """The latest `limit` cached messages (before `before`, if given), oldest first."""
         entries = await self._store.read_history(str(key), limit=limit, before=before)
-        return [HistoryMessage.from_entry(entry) for entry in entries]
+        return [history_message(entry) for entry in entries]
 
     async def read_page(
         self, key: ConversationKey, *, limit: int, before: Cursor | None = None

@@ -22,6 +22,7 @@ from adapter.botframework.config import BotFrameworkConfig
 from adapter.config_error import ConfigError
 from adapter.delivery.dispatcher import Dispatcher
 from adapter.delivery.events import ChannelEvents
+from adapter.delivery.lifecycle import BotLifecycle, BotStartupError
 from adapter.delivery.media_download import MediaDownloader
 from adapter.delivery.opt_outs import OptOuts
 from adapter.delivery.proactive import enqueue_text
@@ -66,12 +67,18 @@ class Channel:
     botframework: BotFrameworkBridge
     statuses: StatusRecorder
     status_refresher: StatusRefresher
+    bots: BotLifecycle
     accepting: bool = False
 
     async def start(self) -> None:
         # Work committed by other replicas (PostgreSQL) wakes our workers at once.
         self.store.watch_for_work(self.dispatcher.wake, self.sender.wake)
         await self.store.open()
+        try:
+            await self.bots.start()  # before the first text: the bots' clients are open
+        except BotStartupError:
+            await self.store.close()
+            raise
         self.dispatcher.start()
         self.sender.start()
         self.status_refresher.start()
@@ -82,6 +89,7 @@ class Channel:
         self.accepting = False
         timeout = self.settings.shutdown_timeout
         await self.dispatcher.stop(timeout)
+        await self.bots.stop()
         await self.botframework.aclose()
         await self.sender.stop(timeout)
         await self.status_refresher.stop()
@@ -224,6 +232,8 @@ def build_channel(
         long_messages=settings.long_messages,
         opt_out_to_bots=settings.opt_out_to_bots,
         media_download=media.download,
+        handler_timeout=settings.handler_timeout,
+        error_reply=settings.bot_error_reply or None,
     )
     statuses = StatusRecorder(store, routes, opt_outs, events=metrics)
     return Channel(
@@ -246,6 +256,7 @@ def build_channel(
             botframework_config(settings), store, routes, on_enqueued=sender.wake
         ),
         statuses=statuses,
+        bots=BotLifecycle(routes),
         status_refresher=StatusRefresher(
             store,
             client,

@@ -137,6 +137,13 @@ class Metrics(ChannelEvents):
             buckets=BOT_BUCKETS,
             registry=registry,
         )
+        self.bot_errors = Counter(
+            "sms_adapter_bot_errors",
+            "Handlers that raised or ran past SMS_ADAPTER_HANDLER_TIMEOUT, by bot and error "
+            "(the exception's class name, or timeout).",
+            ["bot", "error"],
+            registry=registry,
+        )
         self.sends = Counter(
             "sms_adapter_sends",
             "Outbox messages by final outcome and Twilio error code.",
@@ -188,6 +195,9 @@ class Metrics(ChannelEvents):
 
     def bot_handled(self, bot: str, seconds: float) -> None:
         self.bot_handling.labels(bot).observe(seconds)
+
+    def bot_error(self, bot: str, kind: str, error: BaseException, *, answered: bool) -> None:
+        self.bot_errors.labels(bot, kind).inc()
 
     def sent(self, job: OutboundJob, seconds: float) -> None:
         self.sends.labels("sent", NO_CODE).inc()

@@ -268,6 +268,17 @@ class Settings:
         "Conversations handled at once (texts within one conversation are always handled one at a time).",
         default="32",
     )
+    handler_timeout: float = setting(
+        "SMS_ADAPTER_HANDLER_TIMEOUT",
+        _positive_float,
+        "Seconds a bot handler may take for one text: past it, an async handler is cancelled and a sync one abandoned (its replies discarded), and the error handler hears a HandlerTimeout.",
+        default="60",
+    )
+    bot_error_reply: str | None = setting(
+        "SMS_ADAPTER_BOT_ERROR_REPLY",
+        _text,
+        "Reply sent when a handler raises or times out and its bot has no error handler that answers (e.g. Sorry, something went wrong.). Unset: nothing is sent.",
+    )
     status_refresh_after: timedelta = setting(
         "SMS_ADAPTER_STATUS_REFRESH_AFTER",
         parse_duration,

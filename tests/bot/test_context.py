@@ -62,7 +62,7 @@ def test_the_handler_sees_the_texts_activity_and_message() -> None:
     assert ctx.activity.text == "hi there"
     assert ctx.activity.from_.id == PERSON
     assert ctx.message.to == OURS
-    assert ctx.match is None
+    assert not ctx.has_match
     assert ctx.state == {}
     assert ctx.bot_name == "test"
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from adapter.bot.context import Context
+from adapter.bot.context import Context, NoMatch
 from adapter.bot.filters import Contains, F, Keyword, Regex, StartsWith
 from adapter.bot.router import Router, StatusUpdate
 from adapter.testing import inbound_message
@@ -130,19 +130,33 @@ async def test_the_handler_sees_the_match_of_its_own_regex() -> None:
 
 
 async def test_a_handler_without_regex_sees_no_match() -> None:
-    seen: list[re.Match[str] | None] = []
+    seen: list[bool] = []
     router = Router()
 
     @router.message(Regex(r"\d"), Keyword("never"))
     async def never(ctx: Context) -> None:
-        seen.append(ctx.match)
+        seen.append(ctx.has_match)
 
     @router.message()
     async def fallback(ctx: Context) -> None:
-        seen.append(ctx.match)
+        seen.append(ctx.has_match)
+        with pytest.raises(NoMatch, match="only in a handler chosen by a Regex filter"):
+            ctx.match.group(0)
 
     await router.dispatch(context("order 7"))
-    assert seen == [None]
+    assert seen == [False]
+
+
+async def test_the_match_is_typed_for_strict_code() -> None:
+    router = Router()
+    seen: list[str] = []
+
+    @router.message(Regex(r"order\s+(\d+)"))
+    async def order(ctx: Context) -> None:
+        seen.append(ctx.match[1])  # no assert: ctx.match is a re.Match[str]
+
+    await router.dispatch(context("order 42"))
+    assert seen == ["42"]
 
 
 async def test_an_exception_in_a_handler_reaches_the_caller() -> None:

@@ -63,10 +63,24 @@ def test_a_photo_is_added_to_the_latest_ticket() -> None:
     "word", ["STOP", "stopall", "Unsubscribe", "cancel", "END", "quit", "revoke", "OPTOUT"]
 )
 def test_stop_forgets_the_person_and_sends_nothing(word: str) -> None:
-    conversation = chat()
+    # The bot hears STOP only with SMS_ADAPTER_OPT_OUT_TO_BOTS on.
+    conversation = BotConversation(router, opt_out_to_bots=True)
     conversation.say("my name is ann")
     conversation.expect(word)
     assert conversation.state == {}
+    assert conversation.opted_out
+
+
+def test_by_default_stop_is_recorded_by_the_adapter_and_the_bot_never_hears_it() -> None:
+    conversation = chat()
+    conversation.say("my name is ann")
+    conversation.expect("STOP")
+    assert conversation.state == {"name": "Ann"}
+    assert conversation.opted_out
+    # Until START, the bot's replies go nowhere (and fail no test).
+    conversation.expect("help")
+    conversation.expect("START")
+    conversation.expect("help", f"Hi, Ann! {MENU}")
 
 
 def test_anything_else_gets_the_fallback() -> None:

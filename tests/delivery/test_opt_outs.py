@@ -264,7 +264,6 @@ async def test_a_stop_through_a_messaging_service_covers_number_and_service(
         pytest.param("too many media", TooManyMedia, id="too-many-media"),
         pytest.param("bad media url", InvalidMediaUrl, id="invalid-media-url"),
         pytest.param("too long", ReplyTooLong, id="too-long-refused"),
-        pytest.param("opted out", RecipientOptedOut, id="opted-out"),
     ],
 )
 async def test_a_turn_that_hits_a_reply_error_sends_nothing_and_logs_it_once(
@@ -279,6 +278,23 @@ async def test_a_turn_that_hits_a_reply_error_sends_nothing_and_logs_it_once(
     assert await rig.replies() == []  # not even the reply made before the error
     logged = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], error)]
     assert len(logged) == 1
+
+
+async def test_a_reply_to_a_person_who_opted_out_is_an_info_line_not_a_traceback(
+    store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.set_opted_out(OURS, PERSON, True, "STOP")
+    rig = dispatcher_for(store, bot="careless_router")
+
+    with caplog.at_level(logging.INFO, logger="adapter"):
+        await rig.text("opted out")
+
+    assert await rig.replies() == []
+    [line] = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert line.levelno == logging.INFO
+    assert line.exc_info is None
+    assert "opted out of texts from +15005550006" in line.getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 # --- the sender ------------------------------------------------------------------------

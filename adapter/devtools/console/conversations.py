@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from adapter.bot.history import HistoryMessage
 from adapter.devtools.emulator.state import INBOUND, StoredMessage
 from adapter.history.service import (
     Cursor,
-    HistoryMessage,
     HistoryService,
     conversation_of,
     message_time,
