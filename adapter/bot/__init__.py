@@ -5,6 +5,7 @@ Nothing here knows HTTP, the store or Twilio's wire format.
 
 from adapter.bot.context import (
     Context,
+    HandlerTimeout,
     NoMatch,
     RecipientOptedOut,
     ReplyError,
@@ -28,7 +29,6 @@ from adapter.bot.filters import (
 from adapter.bot.history import HistoryMessage
 from adapter.bot.media import MediaDownloadError, MediaFile
 from adapter.bot.router import Router, StatusUpdate
-from adapter.bot.turn import HandlerTimeout
 
 __all__ = [
     "And",

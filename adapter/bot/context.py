@@ -75,6 +75,16 @@ class RecipientOptedOut(ReplyError):
         self.sender = sender
 
 
+class HandlerTimeout(TimeoutError):
+    """A handler ran past its time limit (`SMS_ADAPTER_HANDLER_TIMEOUT`); its error
+    handler receives this."""
+
+    def __init__(self, handler: str, seconds: float) -> None:
+        super().__init__(f"{handler} ran past its time limit of {seconds:g}s and was stopped")
+        self.handler = handler
+        self.seconds = seconds
+
+
 class NoMatch(LookupError):
     """`ctx.match` was read in a handler that no Regex filter chose."""
 

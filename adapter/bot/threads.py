@@ -11,7 +11,6 @@ How many run at once is bounded by the dispatcher's concurrency.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import threading
 from collections.abc import Callable
@@ -23,6 +22,10 @@ T = TypeVar("T")
 async def run_in_thread(function: Callable[[], T], *, name: str = "bot-handler") -> T:
     """`function()` in a new daemon thread; its result or exception, awaited. Cancelling
     the await abandons the thread: it runs on, and its outcome is dropped."""
+    # Imported here: `from adapter import Router` stays free of asyncio's ~25 ms import
+    # (the adapter has loaded it long before a handler runs).
+    import asyncio
+
     loop = asyncio.get_running_loop()
     done: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()  # as asyncio.to_thread: log fields, etc.

@@ -22,17 +22,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapter.bot.context import Context, RecipientOptedOut, RetryLater, jsonable_state
+from adapter.bot.context import (
+    Context,
+    HandlerTimeout,
+    RecipientOptedOut,
+    RetryLater,
+    jsonable_state,
+)
 from adapter.bot.router import Chosen, ErrorHandler, Router, run_handler
-
-
-class HandlerTimeout(TimeoutError):
-    """A handler ran past its time limit (`SMS_ADAPTER_HANDLER_TIMEOUT`)."""
-
-    def __init__(self, handler: str, seconds: float) -> None:
-        super().__init__(f"{handler} ran past its time limit of {seconds:g}s and was stopped")
-        self.handler = handler
-        self.seconds = seconds
 
 
 def error_kind(error: BaseException) -> str:

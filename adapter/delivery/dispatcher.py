@@ -19,8 +19,15 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapter.bot.context import Context, HistoryProvider, MediaDownload, RetryLater, jsonable_state
-from adapter.bot.turn import HandlerTimeout, TurnOutcome, error_kind, run_turn
+from adapter.bot.context import (
+    Context,
+    HandlerTimeout,
+    HistoryProvider,
+    MediaDownload,
+    RetryLater,
+    jsonable_state,
+)
+from adapter.bot.turn import TurnOutcome, error_kind, run_turn
 from adapter.delivery.events import NO_EVENTS, ChannelEvents
 from adapter.delivery.opt_outs import OptOuts, reaches_bots
 from adapter.delivery.routes import RouteTable
