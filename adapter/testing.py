@@ -157,7 +157,11 @@ class BotConversation:
         if self._started:
             return
         await self.store.open()
-        await self._lifecycle.start()
+        try:
+            await self._lifecycle.start()
+        except BaseException:
+            await self.store.close()
+            raise
         self._started = True
 
     async def stop(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -125,3 +127,31 @@ async def test_sigterm_ends_the_adapter_on_time_while_a_sync_handler_blocks(
         dev.stop(grace=1)
     # SMS_ADAPTER_SHUTDOWN_TIMEOUT is 1 s; the handler would sleep 30 s.
     assert took < 6, f"SIGTERM took {took:.1f}s:\n{dev.log_tail()}"
+
+
+def test_the_command_line_reports_a_failing_startup_hook_in_one_line(tmp_path: Path) -> None:
+    env = _environment(
+        {
+            "LIFECYCLE_BOT_FAIL": "1",
+            "SMS_ADAPTER_BOTS": "tests.lifecycle_bot:router",
+            "SMS_ADAPTER_DATABASE": str(tmp_path / "a.sqlite3"),
+        }
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "dev", "--port", str(free_port())],
+        env=env,
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert (
+        "bot tests.lifecycle_bot:router: its startup hook open_things raised ConnectionError: "
+        "the database at db.example:5432 refused the connection" in output
+    )
+    # One traceback, the hook's (the bot author's code), not the server's lifespan too.
+    assert output.count("Traceback") == 1, output
+    assert "starlette" not in output

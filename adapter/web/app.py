@@ -15,8 +15,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapter.botframework import connector as botframework_connector
+from adapter.config_error import ConfigError
 from adapter.runtime.channel import Channel, build_channel
 from adapter.runtime.settings import Settings
 from adapter.web import admin, history_api
@@ -39,6 +41,28 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"ready": False}, status_code=503)
 
 
+class CleanStartupFailure:
+    """A start-up stopped by configuration the user can fix (a bot's startup hook that
+    raised) ends with its one-line message, not Starlette's traceback of the lifespan
+    (the hook's own traceback is logged where it failed)."""
+
+    def __init__(self, app: ASGIApp, failures: list[ConfigError]) -> None:
+        self.app = app
+        self.failures = failures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_clean(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.failures:
+                message = {**message, "message": str(self.failures[-1])}
+            await send(message)
+
+        await self.app(scope, receive, send_clean)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -55,9 +79,15 @@ def create_app(
             "Never run like this where the internet can reach it."
         )
 
+    startup_failures: list[ConfigError] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await channel.start()
+        try:
+            await channel.start()
+        except ConfigError as error:  # a bot's startup hook failed
+            startup_failures.append(error)
+            raise
         try:
             yield
         finally:
@@ -80,7 +110,10 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AdminAuthMiddleware, access=access)],
+        middleware=[
+            Middleware(CleanStartupFailure, failures=startup_failures),
+            Middleware(AdminAuthMiddleware, access=access),
+        ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.channel = channel
