@@ -11,6 +11,8 @@ Reply errors, all raised by `reply()` before anything is buffered:
      ├── ReplyTooLong       more text than one message can carry, with long messages refused
      ├── TooManyMedia       more media URLs than one message can carry
      ├── InvalidMediaUrl    a media URL Twilio could not fetch
+     ├── InvalidReplyOption a send option Twilio would refuse (validity_period, send_at...);
+     │                      `.argument` names it
      └── RecipientOptedOut  the person texted STOP to this sender (until they text START)
 
 A reply longer than one message follows `SMS_ADAPTER_LONG_MESSAGES` (see
@@ -22,7 +24,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -31,6 +36,7 @@ from adapter.long_messages import LongMessages, split_body, truncate_body
 from adapter.segments import count_segments
 from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
 from adapter.twilio.messages import InboundMessage, Media, OutboundMessage
+from adapter.twilio.send_options import InvalidSendOption, SendOptions
 
 if TYPE_CHECKING:
     from adapter.bot.media import MediaFile
@@ -60,6 +66,14 @@ class TooManyMedia(ReplyError):
 
 class InvalidMediaUrl(ReplyError):
     pass
+
+
+class InvalidReplyOption(ReplyError):
+    """A send option of `ctx.reply()` Twilio would refuse; `argument` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class RecipientOptedOut(ReplyError):
@@ -108,6 +122,8 @@ class Context:
         opted_out: bool = False,
         long_messages: LongMessages = LongMessages.SPLIT,
         media_download: MediaDownload | None = None,
+        send_defaults: SendOptions | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if reply_from is not None and reply_messaging_service_sid is not None:
             raise ValueError("give reply_from or reply_messaging_service_sid, not both")
@@ -124,23 +140,58 @@ class Context:
         self.opted_out = opted_out
         self._long_messages = LongMessages(long_messages)
         self._media_download = media_download
+        # The route's [routes.send] options, under what each reply asks for.
+        self._send_defaults = send_defaults or SendOptions()
+        self._clock = clock
 
     @property
     def text(self) -> str:
         return self.activity.text
 
-    async def reply(self, text: str, *, media: Sequence[str] = ()) -> None:
-        """Queue a reply to the person; it is sent after the handler returns."""
+    async def reply(
+        self,
+        text: str,
+        *,
+        media: Sequence[str] = (),
+        validity_period: int | timedelta | None = None,
+        max_price: str | Decimal | None = None,
+        smart_encoded: bool | None = None,
+        shorten_urls: bool | None = None,
+        send_as_mms: bool | None = None,
+        send_at: datetime | None = None,
+        content_sid: str | None = None,
+        content_variables: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Queue a reply to the person; it is sent after the handler returns.
+
+        The keyword options are Twilio's Send Message options (see
+        `adapter.twilio.send_options`); unset ones take the route's defaults. Each is
+        checked here, so a bad one raises `InvalidReplyOption` before anything is queued.
+        """
         if not isinstance(text, str):
             raise TypeError(f"ctx.reply() takes the text as a str, got {type(text).__name__}")
         media_urls = _checked_media(media)
-        if not text.strip() and not media_urls:
-            raise EmptyReply("ctx.reply() needs some text or a media URL; both are empty")
+        options = self._options(
+            validity_period=validity_period,
+            max_price=max_price,
+            smart_encoded=smart_encoded,
+            shorten_urls=shorten_urls,
+            send_as_mms=send_as_mms,
+            send_at=send_at,
+            content_sid=content_sid,
+            content_variables=content_variables,
+        )
+        if not text.strip() and not media_urls and options.content_sid is None:
+            raise EmptyReply(
+                "ctx.reply() needs some text, a media URL or a content_sid; all are empty"
+            )
         if self.opted_out:
             raise RecipientOptedOut(
                 self.message.from_, self._reply_from or self._reply_service or self.message.to
             )
-        # A long text becomes several messages; the media ride with the first.
+        # A long text becomes several messages; media and a template ride with the first,
+        # the other options (validity, schedule...) apply to every part.
+        later_parts = replace(options, content_sid=None, content_variables=None)
         for index, body in enumerate(self._bodies(text)):
             self.replies.append(
                 OutboundMessage(
@@ -149,8 +200,17 @@ class Context:
                     from_=self._reply_from,
                     messaging_service_sid=self._reply_service,
                     media_urls=media_urls if index == 0 else (),
+                    options=options if index == 0 else later_parts,
                 )
             )
+
+    def _options(self, **given: Any) -> SendOptions:
+        try:
+            options = SendOptions(**given).merged_over(self._send_defaults)
+            options.check_sender(messaging_service_sid=self._reply_service, now=self._clock())
+        except InvalidSendOption as error:
+            raise InvalidReplyOption(error.argument, f"ctx.reply() {error}") from None
+        return options
 
     def segments(self, text: str) -> int:
         """The SMS segments `ctx.reply(text)` would be billed as, all its parts together."""

@@ -94,6 +94,7 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
             ),
             long_messages=self._long_messages,
             media_download=self._media_download,
+            send_defaults=route.send_defaults,
         )
         activity = ctx.activity
         started = time.perf_counter()
