@@ -37,6 +37,7 @@ from adapter.segments import count_segments
 from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
 from adapter.twilio.messages import InboundMessage, Media, OutboundMessage
 from adapter.twilio.send_options import InvalidSendOption, SendOptions
+from adapter.twilio.smart_encoding import smart_encode
 
 if TYPE_CHECKING:
     from adapter.bot.media import MediaFile
@@ -183,7 +184,7 @@ class Context:
         )
         if not text.strip() and not media_urls and options.content_sid is None:
             raise EmptyReply(
-                "ctx.reply() needs some text, a media URL or a content_sid; all are empty"
+                "ctx.reply() needs some text or a media URL (or a content_sid); all are empty"
             )
         if self.opted_out:
             raise RecipientOptedOut(
@@ -212,12 +213,17 @@ class Context:
             raise InvalidReplyOption(error.argument, f"ctx.reply() {error}") from None
         return options
 
-    def segments(self, text: str) -> int:
-        """The SMS segments `ctx.reply(text)` would be billed as, all its parts together."""
+    def segments(self, text: str, *, smart_encoded: bool | None = None) -> int:
+        """The SMS segments `ctx.reply(text)` would be billed as, all its parts together;
+        with smart encoding (given, or the route's default) as Twilio would apply it."""
         try:
             bodies = self._bodies(text)
         except ReplyTooLong:
             bodies = [text]
+        if smart_encoded is None:
+            smart_encoded = bool(self._send_defaults.smart_encoded)
+        if smart_encoded:
+            bodies = [smart_encode(body) for body in bodies]
         return sum(count_segments(body) for body in bodies)
 
     def _bodies(self, text: str) -> list[str]:

@@ -52,7 +52,7 @@ def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
     except TypeError as error:
         return {}, f"a send option has the wrong type: {error}"
     if not body and not media and options.content_sid is None:
-        return {}, "body, media or content_sid is required"
+        return {}, "body or media is required (or a content_sid)"
     from_ = data.get("from")
     service = data.get("messaging_service_sid")
     route_key = data.get("route")
