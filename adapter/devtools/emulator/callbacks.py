@@ -61,7 +61,7 @@ async def run_outbound(
         message = state.get(sid)
         if message is None or message.status != "scheduled":
             return  # canceled (or the state was cleared) before its time
-        message = state.set_status(sid, "accepted")
+        message = state.set_status(sid, "accepted" if message.from_ is None else "queued")
     if message is not None and message.status == "accepted":
         # A Messaging Service without a From: the service picks its first sender.
         sender = on_channel_of(config.service_sender(message.messaging_service_sid), message.to)

@@ -32,7 +32,7 @@ from adapter.devtools.emulator.send_options import (
 )
 from adapter.devtools.emulator.signing import Signer
 from adapter.devtools.emulator.state import OUTBOUND_API, EmulatorState, media_at
-from adapter.twilio.addresses import is_address, number_of, same_channel
+from adapter.twilio.addresses import is_address, number_of, on_channel_of, same_channel
 from adapter.twilio.client import API_VERSION
 from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
 from adapter.twilio.smart_encoding import smart_encode
@@ -160,9 +160,16 @@ class RestApi:
             status = "scheduled"
         else:
             status = "accepted" if message.from_ is None else "queued"
+        from_ = message.from_
+        if options.send_at is not None and from_ is None:
+            # The emulator picks a scheduled message's sender when it is made, so lists of
+            # a number's messages (history) show it while it waits.
+            from_ = on_channel_of(
+                self.config.service_sender(message.messaging_service_sid), message.to
+            )
         stored = self.state.add_message(
             direction=OUTBOUND_API,
-            from_=message.from_,
+            from_=from_,
             to=message.to,
             body=body,
             status=status,
