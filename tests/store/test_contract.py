@@ -602,9 +602,9 @@ async def test_list_outbound_filters_by_twilio_status_for_scheduled_messages(
     listed = await store.list_outbound(twilio_status="scheduled")
 
     assert [row.id for row in listed] == [scheduled, later]
-    assert [row.id for row in await store.list_outbound(state="sent", twilio_status="canceled")] == [
-        canceled
-    ]
+    assert [
+        row.id for row in await store.list_outbound(state="sent", twilio_status="canceled")
+    ] == [canceled]
     assert await store.list_outbound(state="dead", twilio_status="scheduled") == []
 
 
