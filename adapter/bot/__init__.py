@@ -3,7 +3,13 @@
 Nothing here knows HTTP, the store or Twilio's wire format.
 """
 
-from adapter.bot.context import Context, RecipientOptedOut, ReplyError, RetryLater
+from adapter.bot.context import (
+    Context,
+    InvalidReplyOption,
+    RecipientOptedOut,
+    ReplyError,
+    RetryLater,
+)
 from adapter.bot.filters import (
     And,
     Contains,
@@ -29,6 +35,7 @@ __all__ = [
     "Filter",
     "From",
     "HasMedia",
+    "InvalidReplyOption",
     "Keyword",
     "MediaDownloadError",
     "MediaFile",
