@@ -90,7 +90,7 @@ validity_period = 900
 
                 async def replied(n: int = KEYWORDS.index(keyword) + 1) -> bool:
                     messages = (await client.get(f"{emulator.url}/_emulator/messages")).json()
-                    return sum(m["direction"] != "inbound" for m in messages) >= n
+                    return bool(sum(m["direction"] != "inbound" for m in messages) >= n)
 
                 await wait_for(replied, timeout=20)
             replies = await wait_for(lambda: outbound(client, emulator.url))
