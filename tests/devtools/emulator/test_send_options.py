@@ -91,7 +91,7 @@ async def test_the_message_resource_keeps_the_options_it_was_sent_with(
         ({"ContentSid": TEMPLATE, "ContentVariables": "not json"}, 21656),
         ({"ContentSid": TEMPLATE, "ContentVariables": '{"1": ""}'}, 21656),
         ({"ApplicationSid": "AP123"}, 20001),
-        ({"ApplicationSid": APP}, 21651),  # not an App of this account
+        ({"ApplicationSid": APP}, 21420),  # not an App of this account
     ],
 )
 async def test_invalid_values_get_twilios_errors(
