@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -58,7 +58,8 @@ class SendOptions:
     send_as_mms: bool | None = None
     send_at: datetime | None = None
     content_sid: str | None = None
-    content_variables: dict[str, Any] | None = None
+    # Left out of the hash (a dict is not hashable), so messages carrying options still are.
+    content_variables: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "validity_period", _validity(self.validity_period))

@@ -132,3 +132,9 @@ def test_unknown_names_in_a_mapping_are_refused() -> None:
     assert parsed.send_at == datetime(2027, 1, 5, 9, 30, tzinfo=UTC)
     with pytest.raises(InvalidSendOption, match="no UTC offset"):
         SendOptions.from_mapping({"send_at": "2027-01-05T09:30:00"}, where="")
+
+
+def test_a_message_with_a_template_is_still_hashable() -> None:
+    options = SendOptions(content_sid=TEMPLATE, content_variables={"1": "Ana"})
+    message = OutboundMessage(to="+15551234567", body="", from_="+15005550006", options=options)
+    assert message in {message}
