@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -144,8 +144,9 @@ def emulator_process(
     log_dir: Path,
     latency_ms: int = 0,
     faults: str = "",
+    extra_args: Sequence[str] = (),
 ) -> Service:
-    args = ["emulator", "--host", "127.0.0.1", "--port", str(port)]
+    args = ["emulator", "--host", "127.0.0.1", "--port", str(port), *extra_args]
     args += ["--webhook-url", webhook_url, "--latency-ms", str(latency_ms)]
     for number in numbers:
         args += ["--number", number]
@@ -176,8 +177,10 @@ def adapter_process(
     bots: str,
     log_dir: Path,
     settings: Mapping[str, str] | None = None,
+    config: Path | None = None,
 ) -> Service:
-    """`sms-adapter serve`, configured entirely from the environment."""
+    """`sms-adapter serve`, configured from the environment (and `config`, a TOML file
+    given with --config, for what only a file can say: [[routes]] tables)."""
     url = f"http://127.0.0.1:{port}"
     env = {
         "TWILIO_ACCOUNT_SID": account.sid,
@@ -192,7 +195,7 @@ def adapter_process(
     }
     return Service(
         name="adapter",
-        args=["serve"],
+        args=["serve", *(["--config", str(config)] if config is not None else [])],
         env=_environment(env),
         url=url,
         ready_path="/readyz",

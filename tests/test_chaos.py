@@ -97,7 +97,14 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
             auth_token=AUTH_TOKEN,
             public_url=adapter_url,
             twilio_base_url=emulator_url,
-            bots="bots.echo:router",
+            # Every reply carries send options, which retries must keep.
+            routes=(
+                {
+                    "default": True,
+                    "bot": "bots.echo:router",
+                    "send": {"validity_period": 3600, "smart_encoded": True},
+                },
+            ),
             database=str(tmp_path / "adapter.sqlite3"),
         )
     )
@@ -137,6 +144,9 @@ async def test_every_reply_arrives_exactly_once_through_429s_500s_and_drops(
     for message in rig.state.messages():  # oldest first
         if message.direction.startswith("outbound"):
             replies.setdefault(message.to, []).append(message.body)
+            # Retried, reconciled or not, each went with its options (validity: what was left).
+            assert message.options["smart_encoded"] is True, message
+            assert 1 <= message.options["validity_period"] <= 3600, message
     for person in PEOPLE:
         assert replies.get(person) == [f"You said: {body}" for body in texts[person]], person
     assert await channel.store.list_outbound(state="dead") == []

@@ -29,6 +29,16 @@ ACCOUNT = Account(sid="AC" + "3" * 32, auth_token="durability-crash-token-91c4")
 OURS = "+15005550006"
 PEOPLE = [f"+1555700{n:04d}" for n in range(6)]
 TEXTS_EACH = 50  # 300 texts in all
+# Every reply carries send options: the crash must not lose them.
+ROUTES_WITH_SEND_OPTIONS = """
+[[routes]]
+default = true
+bot = "bots.echo:router"
+
+[routes.send]
+validity_period = 3600
+smart_encoded = true
+"""
 REDELIVERY_PAUSE = 0.05  # seconds between webhook retries while the adapter is down
 
 
@@ -92,6 +102,9 @@ async def replies_by_person(client: httpx.AsyncClient, emulator: str) -> dict[st
     for message in response.json():  # oldest first
         if message["direction"].startswith("outbound"):
             replies.setdefault(message["to"], []).append(message["body"])
+            # The route's send options survived the outbox and the kill with each reply.
+            assert message.get("smart_encoded") is True, message
+            assert 1 <= message.get("validity_period", 0) <= 3600, message
     return replies
 
 
@@ -100,6 +113,8 @@ async def test_every_acknowledged_text_gets_exactly_one_reply_across_a_kill(
 ) -> None:
     emulator_port, adapter_port = free_port(), free_port()
     database = tmp_path / "adapter.sqlite3"
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES_WITH_SEND_OPTIONS)
     emulator = emulator_process(
         emulator_port,
         account=ACCOUNT,
@@ -115,6 +130,7 @@ async def test_every_acknowledged_text_gets_exactly_one_reply_across_a_kill(
         database=database,
         bots="bots.echo:router",
         log_dir=tmp_path,
+        config=routes,
     )
     texts = {person: [f"{person} says {n}" for n in range(TEXTS_EACH)] for person in PEOPLE}
     total = len(PEOPLE) * TEXTS_EACH

@@ -6,6 +6,7 @@ Nothing here knows HTTP, the store or Twilio's wire format.
 from adapter.bot.context import (
     Context,
     HandlerTimeout,
+    InvalidReplyOption,
     NoMatch,
     RecipientOptedOut,
     ReplyError,
@@ -40,6 +41,7 @@ __all__ = [
     "HandlerTimeout",
     "HasMedia",
     "HistoryMessage",
+    "InvalidReplyOption",
     "Keyword",
     "MediaDownloadError",
     "MediaFile",

@@ -11,6 +11,8 @@ Reply errors, all raised by `reply()` before anything is buffered:
      ├── ReplyTooLong       more text than one message can carry, with long messages refused
      ├── TooManyMedia       more media URLs than one message can carry
      ├── InvalidMediaUrl    a media URL Twilio could not fetch
+     ├── InvalidReplyOption a send option Twilio would refuse (validity_period, send_at...);
+     │                      `.argument` names it
      └── RecipientOptedOut  the person texted STOP to this sender (until they text START)
 
 A reply longer than one message follows `SMS_ADAPTER_LONG_MESSAGES` (see
@@ -22,7 +24,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -32,6 +37,8 @@ from adapter.long_messages import LongMessages, split_body, truncate_body
 from adapter.segments import count_segments
 from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
 from adapter.twilio.messages import InboundMessage, Media, OutboundMessage
+from adapter.twilio.send_options import InvalidSendOption, SendOptions
+from adapter.twilio.smart_encoding import smart_encode
 
 if TYPE_CHECKING:
     from adapter.bot.media import MediaFile
@@ -61,6 +68,14 @@ class TooManyMedia(ReplyError):
 
 class InvalidMediaUrl(ReplyError):
     pass
+
+
+class InvalidReplyOption(ReplyError):
+    """A send option of `ctx.reply()` Twilio would refuse; `argument` names it."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 class RecipientOptedOut(ReplyError):
@@ -128,6 +143,8 @@ class Context:
         opted_out: bool = False,
         long_messages: LongMessages = LongMessages.SPLIT,
         media_download: MediaDownload | None = None,
+        send_defaults: SendOptions | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         if reply_from is not None and reply_messaging_service_sid is not None:
             raise ValueError("give reply_from or reply_messaging_service_sid, not both")
@@ -145,6 +162,9 @@ class Context:
         self._long_messages = LongMessages(long_messages)
         self._media_download = media_download
         self._over = False
+        # The route's [routes.send] options, under what each reply asks for.
+        self._send_defaults = send_defaults or SendOptions()
+        self._clock = clock
 
     @property
     def text(self) -> str:
@@ -176,16 +196,45 @@ class Context:
         TurnOver, so a handler abandoned in its thread cannot add to what was sent."""
         self._over = True
 
-    def reply(self, text: str, *, media: Sequence[str] = ()) -> Awaitable[None]:
+    def reply(
+        self,
+        text: str,
+        *,
+        media: Sequence[str] = (),
+        validity_period: int | timedelta | None = None,
+        max_price: str | Decimal | None = None,
+        smart_encoded: bool | None = None,
+        shorten_urls: bool | None = None,
+        send_as_mms: bool | None = None,
+        send_at: datetime | None = None,
+        content_sid: str | None = None,
+        content_variables: Mapping[str, Any] | None = None,
+    ) -> Awaitable[None]:
         """Queue a reply to the person; it is sent after the handler returns.
+
+        The keyword options are Twilio's Send Message options (see
+        `adapter.twilio.send_options`); unset ones take the route's defaults. Each is
+        checked here, so a bad one raises `InvalidReplyOption` before anything is queued.
 
         `await ctx.reply(...)` in an `async def` handler; in a plain `def` handler (run in
         a worker thread) call `ctx.reply(...)` without await: the reply is queued (or the
-        ReplyError raised) at the call either way."""
-        self._queue_reply(text, media)
+        ReplyError raised) at the call either way.
+        """
+        self._queue_reply(
+            text,
+            media,
+            validity_period=validity_period,
+            max_price=max_price,
+            smart_encoded=smart_encoded,
+            shorten_urls=shorten_urls,
+            send_as_mms=send_as_mms,
+            send_at=send_at,
+            content_sid=content_sid,
+            content_variables=content_variables,
+        )
         return _DONE
 
-    def _queue_reply(self, text: str, media: Sequence[str]) -> None:
+    def _queue_reply(self, text: str, media: Sequence[str], **given: Any) -> None:
         if self._over:
             raise TurnOver(
                 "ctx.reply() after the turn ended (the handler ran past its time limit): "
@@ -194,13 +243,18 @@ class Context:
         if not isinstance(text, str):
             raise TypeError(f"ctx.reply() takes the text as a str, got {type(text).__name__}")
         media_urls = _checked_media(media)
-        if not text.strip() and not media_urls:
-            raise EmptyReply("ctx.reply() needs some text or a media URL; both are empty")
+        options = self._options(**given)
+        if not text.strip() and not media_urls and options.content_sid is None:
+            raise EmptyReply(
+                "ctx.reply() needs some text or a media URL (or a content_sid); all are empty"
+            )
         if self.opted_out:
             raise RecipientOptedOut(
                 self.message.from_, self._reply_from or self._reply_service or self.message.to
             )
-        # A long text becomes several messages; the media ride with the first.
+        # A long text becomes several messages; media and a template ride with the first,
+        # the other options (validity, schedule...) apply to every part.
+        later_parts = replace(options, content_sid=None, content_variables=None)
         for index, body in enumerate(self._bodies(text)):
             self.replies.append(
                 OutboundMessage(
@@ -209,15 +263,29 @@ class Context:
                     from_=self._reply_from,
                     messaging_service_sid=self._reply_service,
                     media_urls=media_urls if index == 0 else (),
+                    options=options if index == 0 else later_parts,
                 )
             )
 
-    def segments(self, text: str) -> int:
-        """The SMS segments `ctx.reply(text)` would be billed as, all its parts together."""
+    def _options(self, **given: Any) -> SendOptions:
+        try:
+            options = SendOptions(**given).merged_over(self._send_defaults)
+            options.check_sender(messaging_service_sid=self._reply_service, now=self._clock())
+        except InvalidSendOption as error:
+            raise InvalidReplyOption(error.argument, f"ctx.reply() {error}") from None
+        return options
+
+    def segments(self, text: str, *, smart_encoded: bool | None = None) -> int:
+        """The SMS segments `ctx.reply(text)` would be billed as, all its parts together;
+        with smart encoding (given, or the route's default) as Twilio would apply it."""
         try:
             bodies = self._bodies(text)
         except ReplyTooLong:
             bodies = [text]
+        if smart_encoded is None:
+            smart_encoded = bool(self._send_defaults.smart_encoded)
+        if smart_encoded:
+            bodies = [smart_encode(body) for body in bodies]
         return sum(count_segments(body) for body in bodies)
 
     def _bodies(self, text: str) -> list[str]:

@@ -49,13 +49,15 @@ H = TypeVar("H", bound=Handler)
 class StatusUpdate:
     """A reply the bot sent changed status (Twilio's status callback or a refresh)."""
 
-    message_sid: str
+    message_sid: str | None  # None: the reply never reached Twilio (dead-lettered)
     status: str
     error_code: int | None
     to: str
     from_: str | None
     body: str
     conversation: str
+    # Why, when the adapter itself gave up on the reply (e.g. its validity period passed).
+    reason: str | None = None
 
 
 StatusHandler = Callable[[StatusUpdate], Awaitable[None] | None]

@@ -131,6 +131,14 @@ def check_routes(settings: Settings) -> tuple[RouteTable | None, list[Finding]]:
             else ""
         )
         findings.append(ok(subject, f"{route.bot_name} imports and is a Router{via}"))
+        if route.send_defaults.max_price is not None:
+            findings.append(
+                warn(
+                    subject,
+                    "[routes.send] max_price is obsolete: Twilio ignores MaxPrice since "
+                    "2024-06-03 (it is still passed on)",
+                )
+            )
     return table, findings
 
 

@@ -58,6 +58,13 @@ def create_dev_app(
             webhook_url=f"{base_url}/api/sms",
             numbers=numbers or [DEV_NUMBER],
             messaging_services=messaging_services or {},
+            # With SMS_ADAPTER_STATUS_VIA_APPLICATION, the emulated account has that TwiML
+            # App, its status callback URL pointing back here, as you would set it up.
+            applications=(
+                {settings.status_via_application: f"{base_url}/api/sms/status"}
+                if settings.status_via_application
+                else {}
+            ),
         ),
         state,
     )

@@ -155,6 +155,8 @@ def cmd_emulator(args: argparse.Namespace) -> None:
             else {}
         ),
         webhook_shared_key=settings.webhook_shared_key,
+        content_templates=_pairs(args.content_template, "--content-template", "HX...=text"),
+        applications=_pairs(args.application, "--application", "AP...=status callback URL"),
     )
     print(
         f"Twilio emulator on http://{args.host}:{args.port} (account {config.account_sid}), "
@@ -162,6 +164,16 @@ def cmd_emulator(args: argparse.Namespace) -> None:
         flush=True,
     )
     _run(create_emulator_app(config), args.host, args.port, settings.log_level)
+
+
+def _pairs(values: list[str] | None, flag: str, shape: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        key, equals, text = value.partition("=")
+        if not equals or not key.strip():
+            raise ConfigError(f"{flag} {value!r}: expected {shape}")
+        pairs[key.strip()] = text
+    return pairs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults",
         default="",
         help="fractions of faulty creates, e.g. 429=0.1,500=0.1,drop=0.05,slow=0.05",
+    )
+    emulator.add_argument(
+        "--content-template",
+        action="append",
+        help="a content template a send may name in ContentSid: HX...='Your code is {{1}}' "
+        "(repeatable)",
+    )
+    emulator.add_argument(
+        "--application",
+        action="append",
+        help="a TwiML App a send may name in ApplicationSid: AP...=its status callback URL "
+        "(repeatable)",
     )
     emulator.add_argument("--config", help="a TOML settings file")
     emulator.set_defaults(func=cmd_emulator)

@@ -119,6 +119,7 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
                 opted_out=opted_out,
                 long_messages=self._long_messages,
                 media_download=self._media_download,
+                send_defaults=route.send_defaults,
             )
 
         fields |= {"bot": route.bot_name}

@@ -8,9 +8,10 @@ routes up in it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from adapter.bot.router import Router
+from adapter.twilio.send_options import SendOptions
 
 DEFAULT_KEY = "*"  # the route for texts no other route claims
 
@@ -21,6 +22,9 @@ class Route:
     router: Router
     bot_name: str  # the bot's spec
     send_via_messaging_service: str | None = None
+    # Send Message options for every reply of this route (`[routes.send]`); a reply's own
+    # options win.
+    send_defaults: SendOptions = field(default_factory=SendOptions)
 
     def reply_sender(self, to: str) -> tuple[str | None, str | None]:
         """(from_, messaging_service_sid) for replies to a text sent to our address `to`:

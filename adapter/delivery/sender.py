@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from adapter.delivery.events import NO_EVENTS, ChannelEvents
@@ -39,6 +39,10 @@ CLOCK_SKEW = timedelta(seconds=2)
 # How far back (newest first) reconciliation looks for an in-doubt message.
 RECONCILE_SCAN_LIMIT = 200
 
+# (conversation, message, reason): a reply given up before it reached Twilio, for its
+# bot's status handlers.
+UnsentListener = Callable[[str, OutboundMessage, str], Awaitable[None]]
+
 
 class Sender(ClaimLoopWorker[OutboundJob]):
     def __init__(
@@ -49,18 +53,24 @@ class Sender(ClaimLoopWorker[OutboundJob]):
         policy: RetryPolicy,
         *,
         status_callback_url: str | None,
+        application_sid: str | None = None,
         concurrency: int,
         opt_outs: OptOuts,
         poll_interval: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         events: ChannelEvents = NO_EVENTS,
         rng: random.Random | None = None,
+        on_unsent: UnsentListener | None = None,
     ) -> None:
         self._store = store
         self._client = client
         self._limiter = limiter
         self._policy = policy
         self._status_callback_url = status_callback_url
+        # Statuses go to this TwiML App's callback URL instead (SMS_ADAPTER_STATUS_VIA_APPLICATION).
+        self._application_sid = application_sid
+        self._on_unsent = on_unsent
+        self._warned_max_price = False
         self._clock = clock
         self._events = events
         self._rng = rng or random.Random()
@@ -106,6 +116,30 @@ class Sender(ClaimLoopWorker[OutboundJob]):
             reason = "not sent: the recipient opted out of texts from this sender (STOP)"
             await self._give_up(job, UNSUBSCRIBED_ERROR, reason, dead=False)
             return
+        remaining_validity = None
+        validity = message.options.validity_period
+        if validity is not None:
+            # The bot gave the reply `validity` seconds from when it was made; Twilio gets
+            # what is left, so time spent in our outbox (an outage, retries) counts too.
+            waited = (now - job.created_at).total_seconds()
+            remaining_validity = int(validity - waited)
+            if remaining_validity < 1:
+                reason = (
+                    f"not sent: its validity period of {validity} s passed before it could "
+                    f"be sent (it waited {waited:.0f} s)"
+                )
+                await self._give_up(job, None, reason, dead=True)
+                if self._on_unsent is not None:
+                    await self._on_unsent(job.conversation, message, reason)
+                return
+        if message.options.max_price is not None and not self._warned_max_price:
+            self._warned_max_price = True
+            logger.warning(
+                "outbox %s carries MaxPrice, which Twilio ignores since 2024-06-03 "
+                "(passed on for parity with the connector's Send Message action)",
+                job.id,
+                extra=message_fields(conversation=job.conversation, outbox_id=job.id),
+            )
 
         await self._store.mark_attempt_started(job.id, now)
         started = self._clock()
@@ -118,6 +152,9 @@ class Sender(ClaimLoopWorker[OutboundJob]):
                     messaging_service_sid=message.messaging_service_sid,
                     media_urls=message.media_urls,
                     status_callback=self._status_callback_url,
+                    application_sid=self._application_sid,
+                    options=message.options,
+                    remaining_validity=remaining_validity,
                 )
         except TwilioError as error:
             ambiguous = isinstance(error, TwilioTransportError) and error.ambiguous
@@ -126,8 +163,9 @@ class Sender(ClaimLoopWorker[OutboundJob]):
         await self._store.mark_sent(job.id, resource.sid, resource.status)
         self._events.sent(job, (self._clock() - started).total_seconds())
         logger.info(
-            "outbox %s sent as %s",
+            "outbox %s %s as %s",
             job.id,
+            "scheduled" if resource.status == "scheduled" else "sent",
             resource.sid,
             extra=message_fields(resource.sid, job.conversation, outbox_id=job.id),
         )
@@ -221,4 +259,7 @@ def _same_message(candidate: MessageResource, message: OutboundMessage) -> bool:
         and candidate.messaging_service_sid != message.messaging_service_sid
     ):
         return False
+    if message.options.content_sid is not None:
+        # Twilio's body is the template rendered, not ours: the sender and time must do.
+        return True
     return (candidate.body or "") == message.body

@@ -78,5 +78,30 @@ class StatusRecorder:
             )
         return True
 
+    async def unsent(self, conversation: str, message: OutboundMessage, reason: str) -> None:
+        """Tell the bot that one of its replies was given up before it reached Twilio
+        (status "failed", no SID): its validity period passed while it waited."""
+        route = self._routes.resolve(message.from_ or "", message.messaging_service_sid)
+        if route is None:
+            return
+        update = StatusUpdate(
+            message_sid=None,
+            status="failed",
+            error_code=None,
+            to=message.to,
+            from_=message.from_,
+            body=message.body,
+            conversation=conversation,
+            reason=reason,
+        )
+        try:
+            await route.router.dispatch_status(update)
+        except Exception:
+            logger.exception(
+                "status handler of bot %s raised for an unsent reply",
+                route.bot_name,
+                extra=message_fields(conversation=conversation, bot=route.bot_name),
+            )
+
     async def aclose(self) -> None:
         await self._early.aclose()

@@ -35,7 +35,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -348,7 +348,8 @@ class HistoryService:
                     return True
                 taken += 1
                 tally.page(page)
-                await self._store.save_history([_entry(key, direction, m) for m in page])
+                entries = [_entry(key, direction, m) for m in page]
+                await self._store.save_history(await self._placed(entries))
                 if len(page) < page_size:
                     return True  # a short page is the last one
                 if max_pages is not None and taken >= max_pages:
@@ -370,7 +371,21 @@ class HistoryService:
             for entry, message in zip(asked, fetched, strict=True)
             if message is not None
         ]
-        await self._store.save_history(entries)
+        await self._store.save_history(await self._placed(entries))
+
+    async def _placed(self, entries: list[HistoryEntry]) -> list[HistoryEntry]:
+        """Scheduled messages in their place: at the time they will be sent, not when
+        they were created. Twilio's Message does not say when that is; the outbox does."""
+        placed = []
+        for entry in entries:
+            if entry.status == "scheduled" and "send_at" not in entry.payload:
+                record = await self._store.find_outbound_by_sid(entry.sid)
+                send_at = (record.payload.get("options") or {}).get("send_at") if record else None
+                if isinstance(send_at, str):
+                    moment = datetime.fromisoformat(send_at)
+                    entry = replace(entry, at=moment, payload={**entry.payload, "send_at": send_at})
+            placed.append(entry)
+        return placed
 
     async def _get(self, sid: str) -> MessageResource | None:
         try:
@@ -386,6 +401,10 @@ class HistoryService:
 
 
 def _entry(key: ConversationKey, direction: Direction, message: MessageResource) -> HistoryEntry:
+    payload: dict[str, Any] = {}
+    send_at = scheduled_time(message)
+    if send_at is not None:
+        payload["send_at"] = send_at.isoformat()
     return HistoryEntry(
         sid=message.sid,
         conversation=str(key),
@@ -395,8 +414,9 @@ def _entry(key: ConversationKey, direction: Direction, message: MessageResource)
         body=message.body,
         num_media=message.num_media,
         num_segments=message.num_segments,
-        at=message_time(message),
+        at=send_at or message_time(message),
         payload={
+            **payload,
             "from": message.from_,
             "to": message.to,
             "date_created": _iso(message.date_created),
@@ -427,6 +447,20 @@ def message_time(message: MessageResource) -> datetime:
     """Where a message sorts: when it was sent, or created while not yet sent."""
     # A message Twilio sent nothing about the time of (never seen) still needs a place.
     return message.date_sent or message.date_created or datetime.now(UTC)
+
+
+def scheduled_time(message: MessageResource) -> datetime | None:
+    """When a scheduled message will be sent, if the resource says (the emulator's does)."""
+    if message.status != "scheduled":
+        return None
+    text = message.raw.get("send_at")
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _iso(moment: datetime | None) -> str | None:

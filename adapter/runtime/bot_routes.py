@@ -23,7 +23,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +35,7 @@ from adapter.config_error import ConfigError
 from adapter.delivery.routes import DEFAULT_KEY, Route, RouteTable
 from adapter.runtime.settings import Settings
 from adapter.twilio.addresses import is_address, is_service_sid
+from adapter.twilio.send_options import InvalidSendOption, SendOptions
 
 SETTING = "SMS_ADAPTER_BOTS"
 
@@ -51,6 +52,7 @@ _TOML_KEYS = (
     "send_via_messaging_service",
     "botframework_endpoint",
     "auth",
+    "send",
 )
 
 
@@ -68,6 +70,7 @@ class RouteSpec:
     bot: str
     send_via_messaging_service: str | None = None
     auth: str | None = None  # Bot Framework bots only: "none" or "jwt"
+    send: SendOptions = field(default_factory=SendOptions)  # [routes.send]: for every reply
 
     def __post_init__(self) -> None:
         if self.key != DEFAULT_KEY and not is_address(self.key) and not is_service_sid(self.key):
@@ -80,6 +83,16 @@ class RouteSpec:
             raise BotConfigError(
                 f"send_via_messaging_service {service!r} is not a Messaging Service SID "
                 "(MG and 32 lowercase hex digits)"
+            )
+        if self.send.send_at is not None:
+            raise BotConfigError(
+                "send.send_at: a fixed time cannot be a default for every reply; "
+                "give send_at in ctx.reply()"
+            )
+        if self.send.shorten_urls and service is None:
+            raise BotConfigError(
+                "send.shorten_urls works only through a Messaging Service: "
+                "set send_via_messaging_service too"
             )
 
 
@@ -96,7 +109,7 @@ def load_route_table(specs: Iterable[RouteSpec]) -> RouteTable:
         # A Bot Framework URL may hold a key: its Router's name shows it without.
         bot_name = router.name if is_botframework_spec(spec.bot) else spec.bot
         routes[spec.key] = Route(
-            spec.key, router, bot_name or spec.bot, spec.send_via_messaging_service
+            spec.key, router, bot_name or spec.bot, spec.send_via_messaging_service, spec.send
         )
     if not routes:
         raise BotConfigError("no bot routes are configured")
@@ -204,6 +217,9 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
     bot = "bots.echo:router"
     send_via_messaging_service = "MG..."   # optional: replies go through this service
 
+    [routes.send]                  # optional: Send Message options for every reply
+    validity_period = 600          # the names of ctx.reply()'s options, but send_at
+
     A Bot Framework bot is `botframework_endpoint = "https://..."` instead of `bot`, with an
     optional `auth = "none"` or `"jwt"`.
     """
@@ -231,9 +247,21 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
                 auth = parse_auth_mode(auth if isinstance(auth, str) else repr(auth))
             except ValueError as error:
                 raise BotConfigError(f"{where}: auth {auth!r}: {error}") from None
-        specs.append(_route_spec(key, bot, where, service, auth))
+        send = _toml_send(table.get("send", {}), where)
+        specs.append(_route_spec(key, bot, where, service, auth, send))
     _reject_duplicates(specs, "[[routes]]")
     return specs
+
+
+def _toml_send(value: object, where: str) -> SendOptions:
+    if not isinstance(value, Mapping):
+        raise BotConfigError(f"{where}: send must be a table ([routes.send])")
+    try:
+        return SendOptions.from_mapping(value, where="send.")
+    except InvalidSendOption as error:
+        raise BotConfigError(f"{where}: {error}") from None
+    except TypeError as error:  # a TOML value of the wrong kind for a dataclass field
+        raise BotConfigError(f"{where}: send: {error}") from None
 
 
 def _toml_bot(table: Mapping[str, Any], where: str) -> str:
@@ -276,10 +304,15 @@ def _toml_key(table: Mapping[str, Any], where: str) -> str:
 
 
 def _route_spec(
-    key: str, bot: str, where: str, service: str | None = None, auth: str | None = None
+    key: str,
+    bot: str,
+    where: str,
+    service: str | None = None,
+    auth: str | None = None,
+    send: SendOptions | None = None,
 ) -> RouteSpec:
     try:
-        return RouteSpec(key, bot, service, auth)
+        return RouteSpec(key, bot, service, auth, send or SendOptions())
     except BotConfigError as error:
         raise BotConfigError(f"{where}: {error}") from None
 

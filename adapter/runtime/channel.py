@@ -12,11 +12,15 @@ Twilio ──status callback──▶ StatusRecorder (forward-only) ──▶ bo
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 import httpx
 
+from adapter.bot.context import InvalidReplyOption
 from adapter.botframework.bridge import BotFrameworkBridge
 from adapter.botframework.config import BotFrameworkConfig
 from adapter.config_error import ConfigError
@@ -28,6 +32,7 @@ from adapter.delivery.opt_outs import OptOuts
 from adapter.delivery.proactive import enqueue_text
 from adapter.delivery.retry import RetryPolicy
 from adapter.delivery.routes import RouteTable
+from adapter.delivery.scheduling import cancel_scheduled
 from adapter.delivery.sender import Sender
 from adapter.delivery.status_refresh import StatusRefresher
 from adapter.delivery.statuses import StatusRecorder
@@ -37,10 +42,11 @@ from adapter.ratelimit import Limiter
 from adapter.runtime.bot_routes import build_route_table, route_specs
 from adapter.runtime.metrics import Metrics
 from adapter.runtime.settings import Settings
-from adapter.store.base import Store
+from adapter.store.base import OutboundRecord, Store
 from adapter.store.factory import store_for
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.messages import OutboundMessage
+from adapter.twilio.send_options import InvalidSendOption, SendOptions
 from adapter.twilio.signature import SignatureValidator
 
 logger = logging.getLogger("adapter")
@@ -84,6 +90,16 @@ class Channel:
         self.status_refresher.start()
         self.accepting = True
 
+    async def cancel_scheduled(self, outbox_id: int) -> OutboundRecord:
+        """Cancel a scheduled message; see `adapter.delivery.scheduling.cancel_scheduled`."""
+        return await cancel_scheduled(
+            outbox_id,
+            store=self.store,
+            client=self.client,
+            limiter=self.limiter,
+            statuses=self.statuses,
+        )
+
     async def stop(self) -> None:
         """Stop taking texts, finish or hand back what is in flight, close everything."""
         self.accepting = False
@@ -107,18 +123,43 @@ class Channel:
         from_: str | None = None,
         messaging_service_sid: str | None = None,
         media: Sequence[str] = (),
+        validity_period: int | timedelta | None = None,
+        max_price: str | Decimal | None = None,
+        smart_encoded: bool | None = None,
+        shorten_urls: bool | None = None,
+        send_as_mms: bool | None = None,
+        send_at: datetime | None = None,
+        content_sid: str | None = None,
+        content_variables: Mapping[str, Any] | None = None,
     ) -> int:
         """Text a person first (a proactive message), through the same outbox as replies.
 
         Returns the outbox id. Ordering is kept with the replies of the conversation.
+        The keyword options are `ctx.reply()`'s, checked the same way: a bad one raises
+        `adapter.bot.context.InvalidReplyOption` naming it, before anything is queued.
         Raises `adapter.bot.context.RecipientOptedOut` if the person texted STOP to that sender.
         """
+        try:
+            options = SendOptions.of(
+                validity_period=validity_period,
+                max_price=max_price,
+                smart_encoded=smart_encoded,
+                shorten_urls=shorten_urls,
+                send_as_mms=send_as_mms,
+                send_at=send_at,
+                content_sid=content_sid,
+                content_variables=content_variables,
+            )
+            options.check_sender(messaging_service_sid=messaging_service_sid, now=datetime.now(UTC))
+        except InvalidSendOption as error:
+            raise InvalidReplyOption(error.argument, f"send_text() {error}") from None
         message = OutboundMessage(
             to=to,
             body=body,
             from_=from_,
             messaging_service_sid=messaging_service_sid,
             media_urls=tuple(media),
+            options=options,
         )
         outbox_id = await enqueue_text(self.store, self.opt_outs, message)
         self.sender.wake()
@@ -210,15 +251,18 @@ def build_channel(
         max_attempts=settings.send_max_attempts,
         max_age=settings.send_max_age,
     )
+    statuses = StatusRecorder(store, routes, opt_outs, events=metrics)
     sender = Sender(
         store,
         client,
         limiter,
         policy,
         status_callback_url=settings.status_callback_url,
+        application_sid=settings.status_via_application,
         concurrency=settings.max_concurrency,
         opt_outs=opt_outs,
         events=metrics,
+        on_unsent=statuses.unsent,
     )
     history = HistoryService(store, client, limiter)
     dispatcher = Dispatcher(
@@ -235,7 +279,6 @@ def build_channel(
         handler_timeout=settings.handler_timeout,
         error_reply=settings.bot_error_reply or None,
     )
-    statuses = StatusRecorder(store, routes, opt_outs, events=metrics)
     return Channel(
         settings=settings,
         store=store,

@@ -10,6 +10,7 @@ that names the setting. A test checks the README's settings table against `SPECS
 
 from __future__ import annotations
 
+import re
 import tomllib
 import types
 import typing
@@ -58,6 +59,16 @@ def _positive_float(value: str) -> float:
     if number <= 0:
         raise ValueError("expected a number above 0")
     return number
+
+
+_APPLICATION_SID = re.compile(r"AP[0-9a-fA-F]{32}")
+
+
+def _application_sid(value: str) -> str:
+    value = value.strip()
+    if not _APPLICATION_SID.fullmatch(value):
+        raise ValueError("expected a TwiML App SID: AP and 32 hex digits")
+    return value
 
 
 def _url(value: str) -> str:
@@ -262,6 +273,11 @@ class Settings:
         "Age after which an unsent reply is dead-lettered rather than sent late (90s, 30m, 4h, 1d).",
         default="4h",
     )
+    status_via_application: str | None = setting(
+        "SMS_ADAPTER_STATUS_VIA_APPLICATION",
+        _application_sid,
+        "A TwiML App SID (AP...): sends carry ApplicationSid instead of StatusCallback, so Twilio posts statuses to that App's status callback URL.",
+    )
     bot_concurrency: int = setting(
         "SMS_ADAPTER_BOT_CONCURRENCY",
         _positive_int,
@@ -403,6 +419,10 @@ class Settings:
 
     @property
     def status_callback_url(self) -> str | None:
+        """The StatusCallback of each send; None when statuses go to a TwiML App's URL
+        (SMS_ADAPTER_STATUS_VIA_APPLICATION) or no public URL is known."""
+        if self.status_via_application is not None:
+            return None
         return f"{self.public_url}/api/sms/status" if self.public_url else None
 
     def secrets(self) -> list[str]:

@@ -252,9 +252,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def list_outbound(
-        self, state: str | None = None, limit: int = 100
+        self, state: str | None = None, limit: int = 100, *, twilio_status: str | None = None
     ) -> list[OutboundRecord]:
-        """Rows by id, optionally only those in `state` (e.g. "dead" for dead letters)."""
+        """Rows by id, optionally only those in `state` (e.g. "dead" for dead letters)
+        and only those whose last Twilio status is `twilio_status` (e.g. "scheduled")."""
 
     @abc.abstractmethod
     async def outbox_stats(self) -> OutboxStats: ...

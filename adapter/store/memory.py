@@ -252,10 +252,15 @@ class MemoryStore(Store):
         return None if row is None else _record(row)
 
     async def list_outbound(
-        self, state: str | None = None, limit: int = 100
+        self, state: str | None = None, limit: int = 100, *, twilio_status: str | None = None
     ) -> list[OutboundRecord]:
         self._check_open()
-        rows = [row for row in self._outbound.values() if state is None or row.state == state]
+        rows = [
+            row
+            for row in self._outbound.values()
+            if (state is None or row.state == state)
+            and (twilio_status is None or row.twilio_status == twilio_status)
+        ]
         return [_record(row) for row in rows[: max(limit, 0)]]
 
     async def outbox_stats(self) -> OutboxStats:

@@ -443,17 +443,22 @@ class SQLiteStore(Store):
         return await self._writer.run(find)
 
     async def list_outbound(
-        self, state: str | None = None, limit: int = 100
+        self, state: str | None = None, limit: int = 100, *, twilio_status: str | None = None
     ) -> list[OutboundRecord]:
         if limit <= 0:
             return []
 
         def list_rows(db: sqlite3.Connection) -> list[OutboundRecord]:
-            # Two spellings so that a state filter can use the (state, id) index.
-            where = "" if state is None else "WHERE state = :state"
+            # Spelled per filter so that a state filter can use the (state, id) index.
+            conditions = []
+            if state is not None:
+                conditions.append("state = :state")
+            if twilio_status is not None:
+                conditions.append("twilio_status = :twilio_status")
+            where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
             rows = db.execute(
                 f"SELECT {RECORD_COLUMNS} FROM outbound {where} ORDER BY id LIMIT :limit",
-                {"state": state, "limit": limit},
+                {"state": state, "twilio_status": twilio_status, "limit": limit},
             ).fetchall()
             return [read_row(OutboundRecord, row, _from_epoch) for row in rows]
 

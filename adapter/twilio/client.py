@@ -30,6 +30,7 @@ from adapter.twilio.errors import (
     error_from_transport,
 )
 from adapter.twilio.resources import MessageResource
+from adapter.twilio.send_options import SendOptions
 
 API_VERSION: Final = "2010-04-01"
 MAX_PAGE_SIZE: Final = 1000
@@ -106,10 +107,16 @@ class TwilioClient:
         messaging_service_sid: str | None = None,
         media_urls: Sequence[str] = (),
         status_callback: str | None = None,
+        application_sid: str | None = None,
+        options: SendOptions | None = None,
+        remaining_validity: int | None = None,
     ) -> MessageResource:
-        """Create a Message. Twilio queues it and answers with its SID at once.
+        """Create a Message. Twilio queues it (or schedules it) and answers with its SID.
 
         Give `from_`, `messaging_service_sid` or both (a specific sender of the service).
+        `application_sid` (a TwiML App, AP...) has Twilio post statuses to the App's
+        status callback URL; Twilio ignores it when `status_callback` is also given.
+        `remaining_validity` overrides the options' validity period (what is left of it).
         """
         if from_ is None and messaging_service_sid is None:
             raise ValueError("send_message needs from_ or messaging_service_sid")
@@ -123,8 +130,19 @@ class TwilioClient:
             form["MediaUrl"] = list(media_urls)  # httpx repeats the field once per URL
         if status_callback is not None:
             form["StatusCallback"] = status_callback
+        if application_sid is not None:
+            form["ApplicationSid"] = application_sid
+        if options is not None:
+            form.update(options.form(remaining_validity=remaining_validity))
         payload = await self._request("send", "POST", self._messages_url(), data=form)
         return self._message(payload, "send")
+
+    async def cancel_message(self, sid: str) -> MessageResource:
+        """Cancel a scheduled Message (Update Message with Status=canceled). Twilio refuses
+        with an error once the message is no longer scheduled."""
+        url = self._account_url(f"/Messages/{quote(sid, safe='')}.json")
+        payload = await self._request("cancel", "POST", url, data={"Status": "canceled"})
+        return self._message(payload, "cancel")
 
     async def get_message(self, sid: str) -> MessageResource:
         """Fetch one Message by its SID (SM... or MM...)."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from adapter.twilio.send_options import SendOptions
+
 
 @dataclass(frozen=True)
 class Media:
@@ -130,6 +132,9 @@ class OutboundMessage:
     from_: str | None = None
     messaging_service_sid: str | None = None
     media_urls: tuple[str, ...] = ()
+    # Send Message's other options (validity, scheduling, templates...), kept with the
+    # message in the outbox so a retry after a crash sends it the same way.
+    options: SendOptions = field(default_factory=SendOptions)
 
     def __post_init__(self) -> None:
         if (self.from_ is None) == (self.messaging_service_sid is None):
@@ -150,6 +155,7 @@ class OutboundMessage:
             "from_": self.from_,
             "messaging_service_sid": self.messaging_service_sid,
             "media_urls": list(self.media_urls),
+            **({"options": self.options.to_json()} if not self.options.empty else {}),
         }
 
     @classmethod
@@ -160,4 +166,5 @@ class OutboundMessage:
             from_=data.get("from_"),
             messaging_service_sid=data.get("messaging_service_sid"),
             media_urls=tuple(data.get("media_urls", ())),
+            options=SendOptions.from_json(data.get("options")),
         )

@@ -13,10 +13,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from adapter.bot.context import RecipientOptedOut
+from adapter.bot.context import InvalidReplyOption, RecipientOptedOut
+from adapter.delivery.scheduling import NotScheduled
 from adapter.store.base import OutboundRecord, StoreError
 from adapter.twilio.addresses import is_address, is_service_sid
+from adapter.twilio.errors import TwilioApiError, TwilioError
 from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
+from adapter.twilio.send_options import SEND_OPTION_NAMES, InvalidSendOption, SendOptions
 from adapter.web.errors import error_response
 from adapter.web.state import channel_of
 
@@ -40,8 +43,16 @@ def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
         or not all(isinstance(m, str) and m.startswith(("http://", "https://")) for m in media)
     ):
         return {}, f"media must be a list of at most {MAX_MEDIA} http(s) URLs"
-    if not body and not media:
-        return {}, "body or media is required"
+    try:
+        options = SendOptions.from_mapping(
+            {name: data[name] for name in SEND_OPTION_NAMES if name in data}, where=""
+        )
+    except InvalidSendOption as error:
+        return {}, str(error)
+    except TypeError as error:
+        return {}, f"a send option has the wrong type: {error}"
+    if not body and not media and options.content_sid is None:
+        return {}, "body or media is required (or a content_sid)"
     from_ = data.get("from")
     service = data.get("messaging_service_sid")
     route_key = data.get("route")
@@ -50,6 +61,8 @@ def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
         if route is None:
             return {}, f"no route {route_key!r}"
         from_, service = route.reply_sender(str(route_key))
+        # A route's [routes.send] options apply to what is sent in its name.
+        options = options.merged_over(route.send_defaults)
     if (from_ is None) == (service is None):
         return {}, "give exactly one of from, messaging_service_sid or route"
     if from_ is not None and (not isinstance(from_, str) or not is_address(from_)):
@@ -62,6 +75,7 @@ def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
         "from_": from_,
         "messaging_service_sid": service,
         "media": media,
+        "options": options,
     }, None
 
 
@@ -73,6 +87,7 @@ def _record_json(record: OutboundRecord) -> dict[str, Any]:
         "messaging_service_sid": record.payload.get("messaging_service_sid"),
         "body": record.payload.get("body"),
         "media": record.payload.get("media_urls", []),
+        **record.payload.get("options", {}),
         "state": record.state,
         "attempts": record.attempts,
         "message_sid": record.message_sid,
@@ -92,6 +107,7 @@ async def send_message(request: Request) -> Response:
     fields, problem = _validate(data, channel)
     if problem is not None:
         return error_response(400, problem)
+    options: SendOptions = fields["options"]
     try:
         outbox_id = await channel.send_text(
             fields["to"],
@@ -99,7 +115,10 @@ async def send_message(request: Request) -> Response:
             from_=fields["from_"],
             messaging_service_sid=fields["messaging_service_sid"],
             media=fields["media"],
+            **{name: getattr(options, name) for name in SEND_OPTION_NAMES},
         )
+    except InvalidReplyOption as refused:
+        return error_response(400, str(refused).removeprefix("send_text() "))
     except RecipientOptedOut as refused:
         return error_response(409, str(refused))
     except StoreError:
@@ -124,9 +143,41 @@ async def list_dead_letters(request: Request) -> Response:
     return JSONResponse({"messages": [_record_json(r) for r in records]})
 
 
+async def list_scheduled(request: Request) -> Response:
+    """Messages Twilio holds until their send_at (status "scheduled"), oldest first."""
+    channel = channel_of(request)
+    records = await channel.store.list_outbound(twilio_status="scheduled", limit=500)
+    return JSONResponse({"messages": [_record_json(r) for r in records]})
+
+
+async def cancel_message(request: Request) -> Response:
+    """Cancel a scheduled message: Twilio is told Status=canceled, and the message's
+    status becomes "canceled" (the bot's status handlers hear of it)."""
+    channel = channel_of(request)
+    raw_id = request.path_params["outbox_id"]
+    if not raw_id.isdigit():
+        return error_response(400, "the id is a number returned by POST /api/messages")
+    try:
+        record = await channel.cancel_scheduled(int(raw_id))
+    except LookupError:
+        return error_response(404, "no such message")
+    except NotScheduled as error:
+        return error_response(409, str(error))
+    except TwilioApiError as error:
+        # Twilio refuses once the message is no longer scheduled (sent meanwhile).
+        return error_response(409 if error.status < 500 else 502, str(error))
+    except TwilioError as error:
+        return error_response(502, f"Twilio could not be asked to cancel it: {error}")
+    except StoreError:
+        return error_response(503, "the store is unavailable")
+    return JSONResponse(_record_json(record))
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/api/messages", send_message, methods=["POST"]),
         Route("/api/messages/dead", list_dead_letters, methods=["GET"]),
+        Route("/api/messages/scheduled", list_scheduled, methods=["GET"]),
         Route("/api/messages/{outbox_id}", get_message, methods=["GET"]),
+        Route("/api/messages/{outbox_id}", cancel_message, methods=["DELETE"]),
     ]

@@ -1,6 +1,6 @@
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,6 +9,7 @@ from adapter.bot.context import (
     Context,
     EmptyReply,
     InvalidMediaUrl,
+    InvalidReplyOption,
     ReplyError,
     ReplyTooLong,
     StateNotSerializable,
@@ -17,6 +18,7 @@ from adapter.bot.context import (
 )
 from adapter.testing import inbound_message
 from adapter.twilio.messages import OutboundMessage
+from adapter.twilio.send_options import SendOptions
 
 PERSON = "+15551230000"
 OURS = "+15005550006"
@@ -176,3 +178,87 @@ def _self_containing() -> dict[str, Any]:
 def test_state_json_cannot_hold_is_named_by_its_place(state: Any, message: str) -> None:
     with pytest.raises(StateNotSerializable, match=re.escape(message)):
         jsonable_state(state)
+
+
+# --- send options ----------------------------------------------------------------------
+
+TEMPLATE = "HX" + "c" * 32
+FIXED_NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+
+
+async def test_each_send_option_rides_with_the_reply() -> None:
+    ctx = context(reply_messaging_service_sid=SERVICE, clock=lambda: FIXED_NOW)
+    send_at = FIXED_NOW + timedelta(hours=2)
+    await ctx.reply(
+        "Your code is 123456",
+        validity_period=timedelta(minutes=10),
+        max_price="0.05",
+        smart_encoded=True,
+        shorten_urls=True,
+        send_as_mms=False,
+        send_at=send_at,
+    )
+    await ctx.reply("", content_sid=TEMPLATE, content_variables={"1": "Ana"})
+
+    first, template = ctx.replies
+    assert first.options == SendOptions(
+        validity_period=600,
+        max_price="0.05",
+        smart_encoded=True,
+        shorten_urls=True,
+        send_as_mms=False,
+        send_at=send_at,
+    )
+    assert (template.body, template.options.content_sid) == ("", TEMPLATE)
+    assert template.options.content_variables == {"1": "Ana"}
+
+
+@pytest.mark.parametrize(
+    ("options", "argument"),
+    [
+        ({"validity_period": 36_001}, "validity_period"),
+        ({"max_price": 0.05}, "max_price"),
+        ({"send_at": FIXED_NOW + timedelta(hours=1)}, "send_at"),  # no Messaging Service
+        ({"shorten_urls": True}, "shorten_urls"),  # no Messaging Service either
+        ({"content_sid": "HXnope"}, "content_sid"),
+        ({"content_variables": {"1": "x"}}, "content_variables"),
+    ],
+)
+async def test_a_bad_option_raises_a_reply_error_naming_it_and_queues_nothing(
+    options: dict[str, Any], argument: str
+) -> None:
+    ctx = context(reply_from=OURS, clock=lambda: FIXED_NOW)
+    with pytest.raises(InvalidReplyOption, match=f"ctx.reply\\(\\) {argument}: ") as refused:
+        await ctx.reply("hello", **options)
+    assert isinstance(refused.value, ReplyError)
+    assert refused.value.argument == argument
+    assert ctx.replies == []
+
+
+async def test_route_defaults_apply_under_the_replys_own_options() -> None:
+    defaults = SendOptions(validity_period=900, smart_encoded=True)
+    ctx = context(reply_from=OURS, send_defaults=defaults)
+    await ctx.reply("plain")
+    await ctx.reply("urgent", validity_period=60)
+    assert [r.options for r in ctx.replies] == [
+        defaults,
+        SendOptions(validity_period=60, smart_encoded=True),
+    ]
+
+
+async def test_a_split_reply_keeps_its_options_on_every_part_and_the_template_on_the_first() -> (
+    None
+):
+    ctx = context(reply_from=OURS)
+    await ctx.reply("word " * 400, validity_period=600, content_sid=TEMPLATE)
+    assert len(ctx.replies) == 2
+    assert [r.options.validity_period for r in ctx.replies] == [600, 600]
+    assert [r.options.content_sid for r in ctx.replies] == [TEMPLATE, None]
+
+
+def test_segments_show_what_smart_encoding_saves() -> None:
+    curly = "\u201cThanks\u201d \u2013 see you soon\u2026 " * 4  # 100 characters
+    ctx = context()
+    assert ctx.segments(curly) == 2  # one curly quote: all UCS-2, 67 a segment
+    assert ctx.segments(curly, smart_encoded=True) == 1
+    assert context(send_defaults=SendOptions(smart_encoded=True)).segments(curly) == 1

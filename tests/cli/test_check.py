@@ -70,6 +70,28 @@ def test_a_good_configuration_passes(tmp_path: Path) -> None:
     assert f"ok   public URL: Twilio posts texts to {PUBLIC_URL}/api/sms" in lines
 
 
+def test_obsolete_and_invalid_route_send_options_are_reported(tmp_path: Path) -> None:
+    config = tmp_path / "adapter.toml"
+    config.write_text(
+        '[[routes]]\ndefault = true\nbot = "bots.echo:router"\n'
+        '[routes.send]\nvalidity_period = 600\nmax_price = "0.05"\n'
+    )
+    result = _check(_env(tmp_path), "--config", str(config))
+    assert result.returncode == 0, result.stdout
+    assert "warn default route (*): [routes.send] max_price is obsolete" in result.stdout
+
+    config.write_text(
+        '[[routes]]\ndefault = true\nbot = "bots.echo:router"\n'
+        "[routes.send]\nvalidity_period = 90000\n"
+    )
+    refused = _check(_env(tmp_path), "--config", str(config))
+    _assert_no_secret(refused)
+    assert refused.returncode == 1
+    assert "FAIL bots: [[routes]] in the config file: [[routes]] #1: validity_period:" in (
+        refused.stdout
+    )
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [

@@ -32,6 +32,7 @@ from adapter.store.sqlite import SQLiteStore
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.messages import ConversationKey, OutboundMessage
 from adapter.twilio.resources import format_rfc2822
+from adapter.twilio.send_options import SendOptions
 from tests.servers import wait_for
 
 ACCOUNT_SID = "AC" + "1" * 32
@@ -203,6 +204,9 @@ class Rig:
     sender: Sender = field(init=False)
     # A twin of the sender's random source: the same draws give the same jitter.
     jitter: random.Random = field(default_factory=lambda: random.Random(SEED))
+    # What the sender told the bots' status handlers of replies it gave up on unsent.
+    unsent: list[tuple[str, OutboundMessage, str]] = field(default_factory=list)
+    application_sid: str | None = None
 
     async def open(self) -> None:
         """Open the store and make a sender, as a starting process does."""
@@ -215,22 +219,34 @@ class Rig:
             ),
             self.limiter,
             self.policy,
-            status_callback_url=STATUS_CALLBACK,
+            status_callback_url=None if self.application_sid else STATUS_CALLBACK,
+            application_sid=self.application_sid,
             concurrency=4,
             opt_outs=OptOuts(self.store),
             clock=self.clock,
             rng=random.Random(SEED),
+            on_unsent=self._unsent,
         )
+
+    async def _unsent(self, conversation: str, message: OutboundMessage, reason: str) -> None:
+        self.unsent.append((conversation, message, reason))
 
     async def restart(self) -> None:
         """A new process on the same database: a new store object and a new sender."""
         await self.store.close()
         await self.open()
 
-    async def enqueue(self, *bodies: str, to: str = ALICE) -> list[int]:
+    async def enqueue(
+        self, *bodies: str, to: str = ALICE, options: SendOptions | None = None
+    ) -> list[int]:
         conversation = str(ConversationKey(ours=OURS, person=to))
         drafts = [
-            ReplyDraft(conversation, OutboundMessage(to=to, body=body, from_=OURS).to_json())
+            ReplyDraft(
+                conversation,
+                OutboundMessage(
+                    to=to, body=body, from_=OURS, options=options or SendOptions()
+                ).to_json(),
+            )
             for body in bodies
         ]
         return await self.store.enqueue_outbound(drafts)
@@ -561,3 +577,91 @@ async def test_an_earlier_identical_reply_is_not_adopted_by_the_next_one(rig: Ri
     records = [await rig.record(outbox_id) for outbox_id in (first, second)]
     assert [r.state for r in records] == ["sent", "sent"]
     assert records[0].message_sid != records[1].message_sid
+
+
+# --- send options ----------------------------------------------------------------------
+
+CODE_OPTIONS = SendOptions(
+    validity_period=600, smart_encoded=True, send_as_mms=False, max_price="0.05"
+)
+
+
+def _options_of(form: dict[str, str]) -> dict[str, str]:
+    names = ("ValidityPeriod", "SmartEncoded", "SendAsMms", "MaxPrice", "ApplicationSid")
+    return {name: form[name] for name in names if name in form}
+
+
+async def test_a_retried_reply_is_sent_again_with_its_options_and_what_is_left_of_its_validity(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.twilio.plan("code 1", Reject(500, 20500))
+    [outbox_id] = await rig.enqueue("code 1", options=CODE_OPTIONS)
+
+    await rig.deliver_due()
+    rig.clock.advance(100)
+    await rig.deliver_due()
+
+    first, second = rig.twilio.forms
+    assert _options_of(first) == {
+        "ValidityPeriod": "600",
+        "SmartEncoded": "true",
+        "SendAsMms": "false",
+        "MaxPrice": "0.05",
+    }
+    # 100 s (and a little real time) spent in our outbox count against the validity.
+    assert 495 <= int(second["ValidityPeriod"]) <= 500
+    assert {k: v for k, v in _options_of(second).items() if k != "ValidityPeriod"} == {
+        "SmartEncoded": "true",
+        "SendAsMms": "false",
+        "MaxPrice": "0.05",
+    }
+    assert (await rig.record(outbox_id)).state == "sent"
+    assert "MaxPrice, which Twilio ignores since 2024-06-03" in caplog.text
+
+
+async def test_after_a_crash_the_new_process_sends_the_reply_with_its_options(rig: Rig) -> None:
+    rig.twilio.plan("code 2", Lost(httpx.ReadTimeout, created=False))
+    [outbox_id] = await rig.enqueue("code 2", options=CODE_OPTIONS)
+    await rig.deliver_due()
+    assert (await rig.record(outbox_id)).state == "pending"
+
+    await rig.restart()
+    await rig.drain()
+
+    assert len(rig.twilio.bodies_to(ALICE)) == 1
+    assert rig.twilio.forms[-1]["SmartEncoded"] == "true"
+    assert rig.twilio.forms[-1]["MaxPrice"] == "0.05"
+    assert 1 <= int(rig.twilio.forms[-1]["ValidityPeriod"]) <= 600
+
+
+async def test_a_reply_whose_validity_passed_is_dead_lettered_not_sent_late(rig: Rig) -> None:
+    rig.twilio.plan("too late", Reject(503, 20503))
+    [outbox_id] = await rig.enqueue("too late", options=SendOptions(validity_period=30))
+
+    await rig.deliver_due()  # refused: retried later
+    rig.clock.advance(60)
+    await rig.drain()
+
+    record = await rig.record(outbox_id)
+    assert record.state == "dead"
+    assert record.error_message is not None
+    assert "validity period of 30 s passed before it could be sent" in record.error_message
+    assert len(rig.twilio.posts("too late")) == 1  # the refused attempt only
+    [(conversation, message, reason)] = rig.unsent
+    assert (conversation, message.body) == (record.conversation, "too late")
+    assert reason == record.error_message
+
+
+async def test_with_a_twiml_app_sends_carry_application_sid_instead_of_a_status_callback(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(RetryPolicy())
+    rig.application_sid = "AP" + "d" * 32
+    await rig.restart()
+    await rig.enqueue("hello")
+
+    await rig.drain()
+
+    [form] = rig.twilio.forms
+    assert form["ApplicationSid"] == rig.application_sid
+    assert "StatusCallback" not in form

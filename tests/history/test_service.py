@@ -28,12 +28,14 @@ from adapter.devtools.emulator import (
 from adapter.devtools.emulator.state import INBOUND, OUTBOUND_API
 from adapter.history.service import Cursor, HistoryService, conversation_of, default_our_number
 from adapter.runtime.settings import Settings
+from adapter.store.base import ReplyDraft
 from adapter.store.sqlite import SQLiteStore
 from adapter.testing import inbound_message
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import TwilioRateLimited
-from adapter.twilio.messages import ConversationKey
+from adapter.twilio.messages import ConversationKey, OutboundMessage
 from adapter.twilio.resources import format_rfc2822
+from adapter.twilio.send_options import SendOptions
 from tests.servers import bound_socket, serve, wait_for
 
 ACCOUNT_SID = "AC" + "7" * 32
@@ -523,3 +525,71 @@ def message_json(sid: str, *, minutes: int, direction: str = "inbound") -> dict[
         "date_sent": at,
         "date_updated": at,
     }
+
+
+# --- scheduled messages ------------------------------------------------------------------
+
+
+def scheduled(
+    emulator: EmulatorState, body: str, created: datetime, send_at: datetime | None
+) -> StoredMessage:
+    """A scheduled message; `send_at` None: the resource does not say when (as Twilio's)."""
+    options = (
+        {"schedule_type": "fixed", "send_at": send_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if send_at is not None
+        else None
+    )
+    return emulator.add_message(
+        direction=OUTBOUND_API,
+        from_=OURS,
+        to=PERSON,
+        body=body,
+        status="scheduled",
+        date_created=created,
+        options=options,
+    )
+
+
+async def test_a_scheduled_message_takes_its_place_at_its_send_time(
+    emulator: EmulatorState, tmp_path: Path
+) -> None:
+    send_at = (NOW + timedelta(hours=2)).replace(microsecond=0)
+    text(emulator, "book me in", NOW - timedelta(hours=1), inbound=True)
+    scheduled(emulator, "Reminder: 10 am", NOW - timedelta(minutes=30), send_at)
+    text(emulator, "thanks", NOW - timedelta(minutes=10), inbound=True)
+
+    async with history_at(emulator, tmp_path) as history:
+        await history.service.sync(KEY)
+        messages = await history.service.read(KEY, limit=10)
+
+    assert [(m.body, m.status) for m in messages] == [
+        ("book me in", "received"),
+        ("thanks", "received"),
+        ("Reminder: 10 am", "scheduled"),
+    ]
+    assert messages[-1].at == send_at
+
+
+async def test_when_twilio_does_not_say_the_send_time_the_outbox_does(
+    emulator: EmulatorState, tmp_path: Path
+) -> None:
+    send_at = (NOW + timedelta(hours=5)).replace(microsecond=0)
+    text(emulator, "remind me", NOW - timedelta(hours=1), inbound=True)
+    at_twilio = scheduled(emulator, "Reminder", NOW - timedelta(minutes=30), None)
+    text(emulator, "ok", NOW - timedelta(minutes=10), inbound=True)
+
+    async with history_at(emulator, tmp_path) as history:
+        reply = OutboundMessage(
+            to=PERSON,
+            body="Reminder",
+            messaging_service_sid="MG" + "1" * 32,
+            options=SendOptions(send_at=send_at),
+        )
+        [row] = await history.store.enqueue_outbound([ReplyDraft(str(KEY), reply.to_json())])
+        await history.store.claim_outbound(1, 60, datetime.now(UTC))
+        await history.store.mark_sent(row, at_twilio.sid, "scheduled")
+        await history.service.sync(KEY)
+        messages = await history.service.read(KEY, limit=10)
+
+    assert [m.body for m in messages] == ["remind me", "ok", "Reminder"]
+    assert messages[-1].at == send_at

@@ -25,6 +25,7 @@ from adapter.runtime.bot_routes import (
 )
 from adapter.runtime.settings import Settings
 from adapter.testing import BotConversation
+from adapter.twilio.send_options import SendOptions
 
 NUMBER = "+15550001111"
 OTHER_NUMBER = "+15550002222"
@@ -218,6 +219,47 @@ def test_routes_as_settings_keeps_them() -> None:
 def test_bad_route_tables_are_named_by_their_position(tables: str, message: str) -> None:
     with pytest.raises(BotConfigError, match=re.escape(message)):
         toml_routes(tables)
+
+
+def test_a_route_gives_every_reply_its_send_options() -> None:
+    [spec] = toml_routes(
+        f"""
+        [[routes]]
+        default = true
+        bot = "{ECHO}"
+        send_via_messaging_service = "{SERVICE}"
+
+        [routes.send]
+        validity_period = 600
+        smart_encoded = true
+        shorten_urls = true
+        max_price = "0.05"
+        """
+    )
+    assert spec.send == SendOptions(
+        validity_period=600, smart_encoded=True, shorten_urls=True, max_price="0.05"
+    )
+    route = table(spec).resolve(NUMBER, None)
+    assert route is not None and route.send_defaults == spec.send
+
+
+@pytest.mark.parametrize(
+    ("send", "message"),
+    [
+        ("validity_period = 0", "[[routes]] #1: validity_period: 0 s is outside"),
+        ("validity = 600", "[[routes]] #1: send.validity: unknown send option"),
+        ("max_price = 0.05", '[[routes]] #1: max_price: must be a decimal string like "0.05"'),
+        (
+            "send_at = 2027-01-05T09:00:00Z",
+            "[[routes]] #1: send.send_at: a fixed time cannot be a default",
+        ),
+        ("shorten_urls = true", "send.shorten_urls works only through a Messaging Service"),
+        ('content_sid = "HX1"', "[[routes]] #1: content_sid: 'HX1' is not a Content SID"),
+    ],
+)
+def test_bad_route_send_options_are_named(send: str, message: str) -> None:
+    with pytest.raises(BotConfigError, match=re.escape(message)):
+        toml_routes(f'[[routes]]\ndefault = true\nbot = "{ECHO}"\n[routes.send]\n{send}')
 
 
 # --- the route table -------------------------------------------------------------

@@ -59,6 +59,7 @@ def test_toml_routes(tmp_path: Path) -> None:
         ({"SMS_ADAPTER_SEND_MAX_AGE": "soon"}, "SMS_ADAPTER_SEND_MAX_AGE 'soon'"),
         ({"SMS_ADAPTER_STATUS_REFRESH_AFTER": "ten minutes"}, "SMS_ADAPTER_STATUS_REFRESH_AFTER"),
         ({"SMS_ADAPTER_TRUSTED_PROXIES": "10.0.0.0/8,proxy"}, "trusted proxy 'proxy'"),
+        ({"SMS_ADAPTER_STATUS_VIA_APPLICATION": "MG123"}, "SMS_ADAPTER_STATUS_VIA_APPLICATION"),
     ],
 )
 def test_bad_values_name_the_setting(environ: dict[str, str], message: str) -> None:
@@ -171,3 +172,16 @@ def test_the_readme_shows_the_declared_defaults() -> None:
     table = _readme_settings_table()
     shown = {spec.env: table[spec.env].replace("`", "") for spec in SPECS if spec.env in table}
     assert shown == {spec.env: spec.default_text for spec in SPECS}
+
+
+def test_with_a_twiml_app_sends_carry_no_status_callback() -> None:
+    app = "AP" + "a" * 32
+    with_url, _ = load_settings({"SMS_ADAPTER_PUBLIC_URL": "https://bot.example.com"})
+    with_app, _ = load_settings(
+        {
+            "SMS_ADAPTER_PUBLIC_URL": "https://bot.example.com",
+            "SMS_ADAPTER_STATUS_VIA_APPLICATION": app,
+        }
+    )
+    assert with_url.status_callback_url == "https://bot.example.com/api/sms/status"
+    assert (with_app.status_callback_url, with_app.status_via_application) == (None, app)

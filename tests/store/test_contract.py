@@ -618,6 +618,24 @@ async def test_list_outbound_filters_by_state_in_id_order(store: Store) -> None:
     assert await store.list_outbound(state="sent") == []
 
 
+async def test_list_outbound_filters_by_twilio_status_for_scheduled_messages(
+    store: Store,
+) -> None:
+    scheduled = await sent_row(store, "SM1", "scheduled")
+    await sent_row(store, "SM2", "queued")
+    later = await sent_row(store, "SM3", "scheduled")
+    canceled = await sent_row(store, "SM4", "scheduled")
+    await store.update_status("SM4", "canceled", None)
+
+    listed = await store.list_outbound(twilio_status="scheduled")
+
+    assert [row.id for row in listed] == [scheduled, later]
+    assert [
+        row.id for row in await store.list_outbound(state="sent", twilio_status="canceled")
+    ] == [canceled]
+    assert await store.list_outbound(state="dead", twilio_status="scheduled") == []
+
+
 # --- durability ----------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ app over real sockets, with the emulator as Twilio."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,128 @@ async def test_a_late_status_never_moves_a_message_back(server: tuple[str, DevAp
     await channel.statuses.record(record.message_sid, "sent", None)
     after = await channel.store.get_outbound(outbox_id)
     assert after is not None and after.twilio_status == "delivered"
+
+
+# --- send options, scheduled messages ----------------------------------------------------
+
+SERVICE = "MG" + "e" * 32
+
+
+async def test_operator_sends_with_options_and_twilio_gets_them(
+    server: tuple[str, DevApp],
+) -> None:
+    base, _ = server
+    async with httpx.AsyncClient(timeout=10) as client:
+        queued = await client.post(
+            f"{base}/api/messages",
+            json={
+                "to": PERSON,
+                "from": DEV_NUMBER,
+                "body": "Your code is 123456",
+                "validity_period": 600,
+                "smart_encoded": True,
+                "send_as_mms": True,
+            },
+            headers=_auth(),
+        )
+        assert queued.status_code == 202, queued.text
+        record = (
+            await client.get(f"{base}/api/messages/{queued.json()['id']}", headers=_auth())
+        ).json()
+        assert (record["validity_period"], record["smart_encoded"]) == (600, True)
+        [message] = await wait_for(lambda: _outbound(client, base))
+    assert 590 <= message["validity_period"] <= 600
+    assert (message["smart_encoded"], message["send_as_mms"]) == (True, True)
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"validity_period": 0}, "validity_period: 0 s is outside Twilio's range"),
+        ({"validity_period": "600"}, "validity_period: must be seconds"),
+        ({"max_price": 0.05}, 'max_price: must be a decimal string like "0.05"'),
+        ({"send_at": "tomorrow"}, "send_at: 'tomorrow' is not an ISO 8601 time"),
+        ({"send_at": "2030-01-01T09:00:00Z"}, "send_at: Twilio schedules messages only through"),
+        ({"content_variables": {"1": "x"}}, "content_variables: needs content_sid"),
+        ({"validty_period": 600}, None),  # not an option: ignored like any unknown key
+    ],
+)
+async def test_bad_send_options_get_400_naming_the_option(
+    server: tuple[str, DevApp], options: dict[str, Any], reason: str | None
+) -> None:
+    base, _ = server
+    payload = {"to": PERSON, "from": DEV_NUMBER, "body": "hi", **options}
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(f"{base}/api/messages", json=payload, headers=_auth())
+    if reason is None:
+        assert answer.status_code == 202
+        return
+    assert answer.status_code == 400, answer.text
+    assert reason in answer.json()["error"]
+
+
+async def test_a_scheduled_message_is_listed_and_canceled_and_the_bot_hears_of_it(
+    server: tuple[str, DevApp],
+) -> None:
+    base, dev = server
+    send_at = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    async with httpx.AsyncClient(timeout=10) as client:
+        queued = await client.post(
+            f"{base}/api/messages",
+            json={
+                "to": PERSON,
+                "messaging_service_sid": SERVICE,
+                "body": "Reminder: your appointment is at 10",
+                "send_at": send_at.isoformat(),
+            },
+            headers=_auth(),
+        )
+        assert queued.status_code == 202, queued.text
+        outbox_id = queued.json()["id"]
+
+        async def listed() -> list[dict[str, Any]] | None:
+            answer = await client.get(f"{base}/api/messages/scheduled", headers=_auth())
+            return answer.json()["messages"] or None
+
+        [scheduled] = await wait_for(listed)
+        assert (scheduled["id"], scheduled["status"]) == (outbox_id, "scheduled")
+        assert scheduled["send_at"] == send_at.isoformat()
+        [at_twilio] = await _outbound(client, base)
+        assert at_twilio["status"] == "scheduled"
+
+        canceled = await client.delete(f"{base}/api/messages/{outbox_id}", headers=_auth())
+        assert canceled.status_code == 200, canceled.text
+        assert canceled.json()["status"] == "canceled"
+        again = await client.delete(f"{base}/api/messages/{outbox_id}", headers=_auth())
+        assert again.status_code == 409 and "canceled, not scheduled" in again.json()["error"]
+        missing = await client.delete(f"{base}/api/messages/999", headers=_auth())
+        assert missing.status_code == 404
+        unauthorized = await client.delete(f"{base}/api/messages/{outbox_id}")
+        assert unauthorized.status_code == 401
+        assert (await client.get(f"{base}/api/messages/scheduled", headers=_auth())).json() == {
+            "messages": []
+        }
+        [at_twilio] = await _outbound(client, base)
+        assert at_twilio["status"] == "canceled"
+
+        # The time passes at Twilio: a canceled message stays unsent.
+        await client.post(f"{base}/_emulator/clock", json={"advance_seconds": 7200})
+        await dev.emulator.settle()
+        [at_twilio] = await _outbound(client, base)
+        assert at_twilio["status"] == "canceled"
+    assert ("Reminder: your appointment is at 10", "canceled") in status_bot.statuses
+
+
+async def test_a_message_sent_at_once_cannot_be_canceled(server: tuple[str, DevApp]) -> None:
+    base, _ = server
+    async with httpx.AsyncClient(timeout=10) as client:
+        queued = await client.post(
+            f"{base}/api/messages",
+            json={"to": PERSON, "from": DEV_NUMBER, "body": "now"},
+            headers=_auth(),
+        )
+        outbox_id = queued.json()["id"]
+        await wait_for(lambda: _outbound(client, base))
+        refused = await client.delete(f"{base}/api/messages/{outbox_id}", headers=_auth())
+    assert refused.status_code == 409
+    assert "only a scheduled message can be canceled" in refused.json()["error"]

@@ -1,17 +1,24 @@
-"""An outbound message's life after Send Message: queued -> sent -> delivered.
+"""An outbound message's life after Send Message: [scheduled ->] queued -> sent -> delivered.
 
 Each step updates the stored message and, if the message has a StatusCallback, posts
 Twilio's signed status form there. Like Twilio, a callback that fails is logged and
 dropped, never retried, and never stops the message from moving on.
+
+A scheduled message waits for its SendAt on the emulator's clock (`EmulatorState.advance`
+moves it in tests) unless it is canceled first. A queued message waits in the queue as
+long as the emulator holds it (`--latency-ms`, a slow fault); if that outlasts its
+ValidityPeriod it fails with 30036 instead of being sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import httpx
 
+from adapter.devtools.emulator import errors
 from adapter.devtools.emulator.config import EmulatorConfig
 from adapter.devtools.emulator.signing import Signer, post_signed_form
 from adapter.devtools.emulator.state import EmulatorState, StoredMessage
@@ -40,25 +47,49 @@ def status_callback_form(message: StoredMessage, account_sid: str) -> dict[str, 
 
 
 async def run_outbound(
-    state: EmulatorState, config: EmulatorConfig, signer: Signer, sid: str
+    state: EmulatorState,
+    config: EmulatorConfig,
+    signer: Signer,
+    sid: str,
+    *,
+    held_ms: int = 0,
 ) -> None:
     message = state.get(sid)
+    if message is not None and message.status == "scheduled" and message.send_at is not None:
+        await notify(state, config, signer, message)
+        await state.sleep_until(message.send_at)
+        message = state.get(sid)
+        if message is None or message.status != "scheduled":
+            return  # canceled (or the state was cleared) before its time
+        message = state.set_status(sid, "accepted" if message.from_ is None else "queued")
     if message is not None and message.status == "accepted":
         # A Messaging Service without a From: the service picks its first sender.
         sender = on_channel_of(config.service_sender(message.messaging_service_sid), message.to)
         message = state.set_status(sid, "queued", from_=sender)
     if message is None:
         return
-    await _notify(state, config, signer, message)
+    queued_at = state.clock()
+    await notify(state, config, signer, message)
+    if held_ms:
+        await state.sleep_until(queued_at + timedelta(milliseconds=held_ms))
+    if message.validity_period is not None and state.clock() - queued_at > timedelta(
+        seconds=message.validity_period
+    ):
+        message = state.set_status(
+            sid, "failed", error=(errors.VALIDITY_PERIOD_EXPIRED, "Validity Period Expired")
+        )
+        if message is not None:
+            await notify(state, config, signer, message)
+        return
     for status in ("sent", "delivered"):
         await asyncio.sleep(config.callback_delay_ms / 1000)
         message = state.set_status(sid, status, sent=status == "sent")
         if message is None:
             return  # the state was cleared meanwhile
-        await _notify(state, config, signer, message)
+        await notify(state, config, signer, message)
 
 
-async def _notify(
+async def notify(
     state: EmulatorState, config: EmulatorConfig, signer: Signer, message: StoredMessage
 ) -> None:
     url = message.status_callback

@@ -32,6 +32,12 @@ class EmulatorConfig:
     # Messaging Service SID -> its numbers (some of `numbers`). Texts to those numbers
     # carry MessagingServiceSid; a send through the service goes from its first number.
     messaging_services: dict[str, list[str]] = field(default_factory=dict)
+    # Content templates (HX SID -> text with {{1}}-style placeholders) a send may name in
+    # ContentSid; the delivered body is the text with ContentVariables filled in.
+    content_templates: dict[str, str] = field(default_factory=dict)
+    # TwiML Apps (AP SID -> their message status callback URL) a send may name in
+    # ApplicationSid: statuses then go to that URL unless StatusCallback is given.
+    applications: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.account_sid.startswith("AC"):

@@ -20,6 +20,19 @@ FROM_NOT_OURS = 21606
 BODY_TOO_LONG = 21617
 TOO_MANY_MEDIA = 21623
 CHANNEL_MISMATCH = 21910
+INVALID_VALIDITY_PERIOD = 21624
+CONTENT_SID_REQUIRED = 21654
+CONTENT_SID_INVALID = 21655
+CONTENT_VARIABLES_INVALID = 21656
+# Twilio documents no Send Message code for a foreign App; 21420 ("ApplicationSid is not
+# accessible") is its nearest.
+APPLICATION_NOT_FOUND = 21420
+SEND_AT_MISSING = 35111
+NOT_CANCELABLE = 30409
+SCHEDULE_OUT_OF_WINDOW = 35114
+SCHEDULE_NEEDS_SERVICE = 35118
+# On the message, not the request: the validity period ran out in the queue.
+VALIDITY_PERIOD_EXPIRED = 30036
 
 
 class TwilioApiError(Exception):

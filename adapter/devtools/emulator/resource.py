@@ -44,4 +44,6 @@ def message_json(message: StoredMessage, account_sid: str) -> dict[str, Any]:
         },
         "to": message.to,
         "uri": f"{base}.json",
+        # The emulator's addition: the Send Message options the message was created with.
+        **message.options,
     }

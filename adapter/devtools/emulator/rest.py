@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from adapter.devtools.emulator import errors, media, numbers
-from adapter.devtools.emulator.callbacks import run_outbound
+from adapter.devtools.emulator.callbacks import notify, run_outbound
 from adapter.devtools.emulator.config import EmulatorConfig
 from adapter.devtools.emulator.connection import drop_connection
 from adapter.devtools.emulator.errors import TwilioApiError
@@ -25,11 +25,17 @@ from adapter.devtools.emulator.forms import Form, read_form
 from adapter.devtools.emulator.listing import ListRequest, list_messages
 from adapter.devtools.emulator.opt_outs import refuse_if_unsubscribed
 from adapter.devtools.emulator.resource import message_json
+from adapter.devtools.emulator.send_options import (
+    RequestedOptions,
+    read_options,
+    rendered_template,
+)
 from adapter.devtools.emulator.signing import Signer
 from adapter.devtools.emulator.state import OUTBOUND_API, EmulatorState, media_at
-from adapter.twilio.addresses import is_address, number_of, same_channel
+from adapter.twilio.addresses import is_address, number_of, on_channel_of, same_channel
 from adapter.twilio.client import API_VERSION
 from adapter.twilio.limits import MAX_BODY_CHARS, MAX_MEDIA
+from adapter.twilio.smart_encoding import smart_encode
 
 RETRY_AFTER_SECONDS = 1
 
@@ -63,7 +69,7 @@ class RestApi:
         account = f"/{API_VERSION}/Accounts/{{account_sid}}"
         return [
             Route(f"{account}/Messages.json", self.messages, methods=["GET", "POST"]),
-            Route(f"{account}/Messages/{{sid}}.json", self.message, methods=["GET"]),
+            Route(f"{account}/Messages/{{sid}}.json", self.message, methods=["GET", "POST"]),
             Route(f"{account}.json", self.account, methods=["GET"]),
             Route(f"{account}/IncomingPhoneNumbers.json", self.incoming_numbers, methods=["GET"]),
             Route(
@@ -84,7 +90,8 @@ class RestApi:
         return await self._answer(request, handler, account_scoped=True)
 
     async def message(self, request: Request) -> Response:
-        return await self._answer(request, self._fetch, account_scoped=True)
+        handler = self._update if request.method == "POST" else self._fetch
+        return await self._answer(request, handler, account_scoped=True)
 
     async def unknown(self, request: Request) -> Response:
         return await self._answer(request, _not_found, account_scoped=False)
@@ -143,18 +150,44 @@ class RestApi:
             message.from_,
             message.messaging_service_sid,
         )
+        options = message.options
+        body = rendered_template(self.config, options)
+        if body is None:
+            body = message.body
+        if options.smart_encoded:
+            body = smart_encode(body)
+        if options.send_at is not None:
+            status = "scheduled"
+        else:
+            status = "accepted" if message.from_ is None else "queued"
+        from_ = message.from_
+        if options.send_at is not None and from_ is None:
+            # The emulator picks a scheduled message's sender when it is made, so lists of
+            # a number's messages (history) show it while it waits.
+            from_ = on_channel_of(
+                self.config.service_sender(message.messaging_service_sid), message.to
+            )
         stored = self.state.add_message(
             direction=OUTBOUND_API,
-            from_=message.from_,
+            from_=from_,
             to=message.to,
-            body=message.body,
-            status="accepted" if message.from_ is None else "queued",
+            body=body,
+            status=status,
             media=[media_at(url) for url in message.media_urls],
             messaging_service_sid=message.messaging_service_sid,
-            status_callback=message.status_callback,
+            # Twilio: StatusCallback wins over the TwiML App's status callback URL.
+            status_callback=message.status_callback or options.application_callback,
+            options=options.resource_fields(),
+            validity_period=options.validity_period,
+            send_at=options.send_at,
+        )
+        # How long the message sits in the queue: the emulator's latency, and a slow
+        # answer's delay (its validity period runs meanwhile).
+        held_ms = self.config.latency_ms + (
+            self.config.faults.slow_ms if fault is Fault.SLOW else 0
         )
         self.state.spawn(
-            run_outbound(self.state, self.config, self.signer, stored.sid),
+            run_outbound(self.state, self.config, self.signer, stored.sid, held_ms=held_ms),
             name=f"emulator-outbound-{stored.sid}",
         )
         if fault is Fault.DROP:
@@ -162,6 +195,35 @@ class RestApi:
         if fault is Fault.SLOW:
             await asyncio.sleep(self.config.faults.slow_ms / 1000)
         return JSONResponse(message_json(stored, self.config.account_sid), status_code=201)
+
+    async def _update(self, request: Request) -> Response:
+        """Update Message: Status=canceled cancels a scheduled message (the only update
+        the emulator knows)."""
+        message = self.state.get(request.path_params["sid"])
+        if message is None:
+            raise errors.not_found(request.url.path)
+        try:
+            form = await read_form(request)
+        except ValueError as error:
+            raise TwilioApiError(400, errors.INVALID_PARAMETER, str(error)) from None
+        status = form.get("Status", "").strip()
+        if status != "canceled":
+            raise TwilioApiError(
+                400, errors.INVALID_PARAMETER, f"Invalid parameter: Status {status!r}"
+            )
+        if message.status != "scheduled":
+            raise TwilioApiError(
+                400,
+                errors.NOT_CANCELABLE,
+                f"Message {message.sid} is {message.status}, not scheduled: it cannot be canceled.",
+            )
+        canceled = self.state.set_status(message.sid, "canceled")
+        assert canceled is not None
+        self.state.spawn(
+            notify(self.state, self.config, self.signer, canceled),
+            name=f"emulator-canceled-{canceled.sid}",
+        )
+        return JSONResponse(message_json(canceled, self.config.account_sid))
 
     async def _fetch(self, request: Request) -> Response:
         message = self.state.get(request.path_params["sid"])
@@ -212,7 +274,10 @@ class RestApi:
                 errors.CHANNEL_MISMATCH,
                 "Invalid From and To pair. From and To should be of the same channel",
             )
-        if not body and not media_urls:
+        options = read_options(
+            form, self.config, messaging_service_sid=service, now=self.state.clock()
+        )
+        if not body and not media_urls and options.content_sid is None:
             raise TwilioApiError(400, errors.BODY_REQUIRED, "Message body is required.")
         if len(body) > MAX_BODY_CHARS:
             raise TwilioApiError(
@@ -231,6 +296,7 @@ class RestApi:
             body=body,
             media_urls=media_urls,
             status_callback=_text(form, "StatusCallback") or None,
+            options=options,
         )
 
 
@@ -242,6 +308,7 @@ class _SendRequest:
     body: str
     media_urls: list[str]
     status_callback: str | None
+    options: RequestedOptions
 
 
 async def _not_found(request: Request) -> Response:

@@ -7,6 +7,9 @@ a glance, and long seeded histories.
     GET    /_emulator/messages  every message, oldest first; ?to= / ?from= filter
     DELETE /_emulator/messages  forget every message
     POST   /_emulator/seed      JSON: ours, person, count, start? (ISO), interval_seconds?
+    GET    /_emulator/clock     the emulator's time: {"now": ISO 8601}
+    POST   /_emulator/clock     JSON or form: advance_seconds: move the clock forward, so
+                                scheduled messages come due and queued ones age (tests)
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from adapter.twilio.limits import MAX_MEDIA
 from adapter.twilio.messages import Media
 
 MAX_SEED = 1_000_000
+MAX_ADVANCE_SECONDS = 366 * 86_400  # past the longest schedule (35 days), not to overflow
 DEFAULT_PROFILE_NAME = "WhatsApp User"
 
 Params = dict[str, list[str]]
@@ -68,7 +72,19 @@ class Simulator:
             Route("/_emulator/inbound", self.inbound, methods=["POST"]),
             Route("/_emulator/messages", self.messages, methods=["GET", "DELETE"]),
             Route("/_emulator/seed", self.seed, methods=["POST"]),
+            Route("/_emulator/clock", self.clock, methods=["GET", "POST"]),
         ]
+
+    async def clock(self, request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                seconds = _advance_seconds(await _params(request))
+            except SimulationError as error:
+                return error.response()
+            now = self.state.advance(timedelta(seconds=seconds))
+        else:
+            now = self.state.clock()
+        return JSONResponse({"now": now.isoformat()})
 
     async def inbound(self, request: Request) -> Response:
         try:
@@ -237,6 +253,17 @@ def _start(data: dict[str, Any]) -> datetime | None:
         return datetime.fromisoformat(str(start))
     except ValueError:
         raise SimulationError(f"start {start!r} is not an ISO 8601 datetime") from None
+
+
+def _advance_seconds(params: Params) -> float:
+    text = _one(params, "advance_seconds").strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise SimulationError("advance_seconds must be a number of seconds") from None
+    if not 0 <= seconds <= MAX_ADVANCE_SECONDS:
+        raise SimulationError(f"advance_seconds must be from 0 to {MAX_ADVANCE_SECONDS:,}")
+    return seconds
 
 
 def _interval(data: dict[str, Any]) -> timedelta | None:

@@ -16,7 +16,7 @@ import mimetypes
 import threading
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,6 +66,12 @@ class StoredMessage:
     error_code: int | None = None
     error_message: str | None = None
     profile_name: str | None = None
+    # Send Message's options as the resource shows them (validity_period, send_at...).
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+    # How long the message may wait in the queue before it fails with 30036.
+    validity_period: int | None = None
+    # A scheduled message's time (status "scheduled" until then).
+    send_at: datetime | None = None
 
     @property
     def listed_at(self) -> datetime:
@@ -88,7 +94,10 @@ def new_sid(with_media: bool) -> str:
 
 class EmulatorState:
     def __init__(self, *, clock: Callable[[], datetime] = utc_now) -> None:
-        self.clock = clock
+        self._base_clock = clock
+        # Moved forward by `advance` (tests: a scheduled message's time, a validity period).
+        self._offset = timedelta(0)
+        self._clock_moved: asyncio.Event | None = None
         self._lock = threading.Lock()
         self._messages: dict[str, StoredMessage] = {}
         self._next_seq = 0
@@ -99,6 +108,36 @@ class EmulatorState:
         self.media = MediaLibrary()
         self.opt_outs = OptOutList()
         self._listeners: list[Callable[[StoredMessage], None]] = []
+
+    # -- the clock ----------------------------------------------------------------------
+
+    def clock(self) -> datetime:
+        """The emulated account's time: the real clock, plus every `advance`."""
+        return self._base_clock() + self._offset
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the emulator's clock forward by `delta` (never back): scheduled messages
+        that come due are sent, and queued ones age. Returns the new time."""
+        if delta < timedelta(0):
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._offset += delta
+        if self._clock_moved is not None:
+            self._clock_moved.set()
+            self._clock_moved = None
+        return self.clock()
+
+    async def sleep_until(self, moment: datetime) -> None:
+        """Wait until the emulator's clock reaches `moment` (real time passing, or
+        `advance`)."""
+        while (remaining := (moment - self.clock()).total_seconds()) > 0:
+            if self._clock_moved is None:
+                self._clock_moved = asyncio.Event()
+            moved = self._clock_moved
+            try:
+                await asyncio.wait_for(moved.wait(), timeout=remaining)
+            except TimeoutError:
+                pass
 
     # -- messages ---------------------------------------------------------------------
 
@@ -117,6 +156,10 @@ class EmulatorState:
         date_created: datetime | None = None,
         date_sent: datetime | None = None,
         sid: str | None = None,
+        options: dict[str, Any] | None = None,
+        validity_period: int | None = None,
+        num_segments: int | None = None,
+        send_at: datetime | None = None,
     ) -> StoredMessage:
         """`sid` is made up unless given (a message whose media were hosted under it)."""
         created = date_created or self.clock()
@@ -129,7 +172,7 @@ class EmulatorState:
                 to=to,
                 body=body,
                 status=status,
-                num_segments=count_segments(body),
+                num_segments=num_segments if num_segments is not None else count_segments(body),
                 date_created=created,
                 date_updated=date_sent or created,
                 date_sent=date_sent,
@@ -137,6 +180,9 @@ class EmulatorState:
                 messaging_service_sid=messaging_service_sid,
                 status_callback=status_callback,
                 profile_name=profile_name,
+                options=dict(options or {}),
+                validity_period=validity_period,
+                send_at=send_at,
             )
             self._next_seq += 1
             self._messages[message.sid] = message

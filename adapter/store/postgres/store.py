@@ -558,7 +558,7 @@ class PostgresStore(Store):
             return await _get_record(conn, "message_sid", message_sid)
 
     async def list_outbound(
-        self, state: str | None = None, limit: int = 100
+        self, state: str | None = None, limit: int = 100, *, twilio_status: str | None = None
     ) -> list[OutboundRecord]:
         if limit <= 0:
             return []
@@ -566,10 +566,13 @@ class PostgresStore(Store):
             rows = await conn.fetch(
                 f"""
                 SELECT {RECORD_COLUMNS} FROM outbound
-                WHERE $1::text IS NULL OR state = $1 ORDER BY id LIMIT $2
+                WHERE ($1::text IS NULL OR state = $1)
+                  AND ($3::text IS NULL OR twilio_status = $3)
+                ORDER BY id LIMIT $2
                 """,
                 state,
                 limit,
+                twilio_status,
             )
         return [read_row(OutboundRecord, row, _as_is) for row in rows]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -229,3 +230,86 @@ async def test_a_dropped_create_fails_in_the_library_yet_the_text_exists() -> No
         listed = await twilio.call(lambda: client.messages.list(to=PERSON))
 
     assert [m.body for m in listed] == ["lost answer"]
+
+
+async def test_every_send_option_goes_through_the_library_and_reads_back() -> None:
+    template = "HX" + "8" * 32
+    app = "AP" + "8" * 32
+    config = make_config(
+        content_templates={template: "Your code is {{1}}"},
+        applications={app: "http://127.0.0.1:9/status"},
+    )
+    async with twilio_at(config) as twilio:
+        client = twilio.client()
+        send_at = twilio.state.clock() + timedelta(hours=3)
+        scheduled = await twilio.call(
+            lambda: client.messages.create(
+                to=PERSON,
+                messaging_service_sid=SERVICE_SID,
+                body="Your appointment is tomorrow at 9",
+                send_at=send_at,
+                schedule_type="fixed",
+                validity_period=600,
+                max_price=0.05,
+                smart_encoded=True,
+                shorten_urls=True,
+                send_as_mms=False,
+                application_sid=app,
+            )
+        )
+        templated = await twilio.call(
+            lambda: client.messages.create(
+                to=PERSON,
+                from_=OUR_NUMBER,
+                content_sid=template,
+                content_variables=json.dumps({"1": "123456"}),
+            )
+        )
+        raw = await twilio.call(
+            lambda: client.request(
+                "GET",
+                f"{twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{scheduled.sid}.json",
+            )
+        )
+        canceled = await twilio.call(
+            lambda: client.messages(scheduled.sid).update(status="canceled")
+        )
+        refused = await twilio.call(
+            lambda: _raised(lambda: client.messages(scheduled.sid).update(status="canceled"))
+        )
+
+    assert scheduled.status == "scheduled"
+    options = json.loads(raw.text)
+    assert {name: options[name] for name in SENT_OPTIONS} == {
+        "send_at": send_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "schedule_type": "fixed",
+        "validity_period": 600,
+        "max_price": "0.05",
+        "smart_encoded": True,
+        "shorten_urls": True,
+        "send_as_mms": False,
+        "application_sid": app,
+    }
+    assert templated.body == "Your code is 123456"
+    assert canceled.status == "canceled"
+    assert isinstance(refused, TwilioRestException) and refused.code == 30409
+
+
+SENT_OPTIONS = (
+    "send_at",
+    "schedule_type",
+    "validity_period",
+    "max_price",
+    "smart_encoded",
+    "shorten_urls",
+    "send_as_mms",
+    "application_sid",
+)
+
+
+def _raised(work: Callable[[], object]) -> BaseException | None:
+    try:
+        work()
+    except Exception as error:  # the library's exception, returned for the assertion
+        return error
+    return None
