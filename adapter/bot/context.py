@@ -129,6 +129,13 @@ class Context:
     def text(self) -> str:
         return self.activity.text
 
+    @property
+    def late(self) -> bool:
+        """True for a text whose webhook never came and that inbound catch-up found older
+        than SMS_ADAPTER_CATCHUP_MAX_AGE; only routers made with `late_texts=True` see
+        such texts. `ctx.message.received_at` says when Twilio received it."""
+        return self.message.late
+
     async def reply(self, text: str, *, media: Sequence[str] = ()) -> None:
         """Queue a reply to the person; it is sent after the handler returns."""
         if not isinstance(text, str):
