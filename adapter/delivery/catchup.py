@@ -152,14 +152,16 @@ class InboundCatchUp:
             texts, reached, used = await self._list_since(
                 number, since, self._max_requests - requests
             )
-            found += texts
+            found += reversed(texts)  # listed newest first
             requests += used
             if not reached:
                 complete = False
                 break
         caught_up = too_old = 0
         # Oldest first, so a conversation's texts found in one round keep their order.
-        found.sort(key=lambda message: (received_at(message) or started, message.sid))
+        # Twilio dates to the whole second; within one second its list order (kept by
+        # the stable sort) is the order of receipt.
+        found.sort(key=lambda message: received_at(message) or started)
         for message in found:
             outcome = await self._hand_over(message, started)
             caught_up += outcome == "caught_up"
