@@ -171,6 +171,13 @@ class Context:
         return self.activity.text
 
     @property
+    def late(self) -> bool:
+        """True for a text whose webhook never came and that inbound catch-up found older
+        than SMS_ADAPTER_CATCHUP_MAX_AGE; only routers made with `late_texts=True` see
+        such texts. `ctx.message.received_at` says when Twilio received it."""
+        return self.message.late
+
+    @property
     def match(self) -> re.Match[str]:
         """The match of the Regex filter that chose this handler (`ctx.match[1]` is its
         first group). Raises NoMatch in a handler no Regex chose, or when the Regex was

@@ -96,8 +96,12 @@ class _StatusRoute:
 
 
 class Router:
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, *, late_texts: bool = False) -> None:
         self.name = name
+        # Texts inbound catch-up found older than SMS_ADAPTER_CATCHUP_MAX_AGE are recorded
+        # but not handled, so nobody gets an answer hours late; True hands them to this
+        # router's handlers too, with ctx.late set.
+        self.late_texts = late_texts
         self._message_routes: list[_MessageRoute] = []
         self._status_routes: list[_StatusRoute] = []
         self._included: list[Router] = []

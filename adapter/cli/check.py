@@ -5,8 +5,11 @@ the command exits 1 if anything failed, else 0. The checks: the settings themsel
 (unknown `SMS_ADAPTER_*` names, values that do not parse), the Twilio credentials, each
 bot route (the bot imports and is a Router), the public URL (well formed, https unless it
 is loopback), signature validation, and the database (the store opens). With `--live`,
-Twilio is asked too: does it accept the credentials (Fetch Account), and is each routed
-number one of the account's numbers (IncomingPhoneNumbers)?
+Twilio is asked too: does it accept the credentials (Fetch Account), is each routed
+number one of the account's numbers (IncomingPhoneNumbers), and does Twilio post each
+routed number's or Messaging Service's texts to `SMS_ADAPTER_PUBLIC_URL/api/sms` with
+POST (the number's Messaging webhook, its TwiML App's SMS URL, or the service's inbound
+settings)? When not, the line says what to change.
 
 Nothing a check prints contains a secret: details name settings, never their values, and
 every line still goes through the same redaction as the logs.
@@ -30,11 +33,13 @@ from adapter.runtime.bot_routes import build_route_table
 from adapter.runtime.logging_setup import secret_forms
 from adapter.runtime.settings import Settings, load_settings
 from adapter.store.base import StoreError
-from adapter.twilio.account import AccountClient
-from adapter.twilio.addresses import is_account_sid, is_api_key_sid, is_e164
+from adapter.twilio.account import AccountClient, InboundWebhook, same_webhook
+from adapter.twilio.addresses import is_account_sid, is_api_key_sid, is_e164, is_service_sid
 from adapter.twilio.errors import TwilioApiError, TwilioError
 
 LIVE_TIMEOUT = 10.0  # seconds for each request to Twilio
+# A service that leaves inbound settings to its numbers: the first ones are checked.
+MAX_SERVICE_NUMBERS = 20
 
 OpenStore = Callable[[Settings], Awaitable[None]]
 
@@ -208,7 +213,11 @@ async def check_twilio(
             )
         ]
         for route in routes.routes if routes is not None else ():
-            if route.name != DEFAULT_KEY:  # the default has no number of its own
+            if route.name == DEFAULT_KEY:  # the default has no number of its own
+                continue
+            if is_service_sid(route.name):
+                findings += await _check_service(twilio, route.name, settings)
+            else:
                 findings.append(await _check_number(twilio, route.name, settings))
         return findings
     finally:
@@ -221,25 +230,71 @@ async def _check_number(twilio: AccountClient, key: str, settings: Settings) -> 
         return warn(subject, "not looked up: only phone numbers are listed by IncomingPhoneNumbers")
     try:
         number = await twilio.find_incoming_number(key)
+        if number is None:
+            return fail(subject, f"is not a number of account {settings.account_sid}")
+        if not number.sms_capable:
+            return fail(subject, f"{number.sid} cannot receive SMS")
+        webhook = await twilio.number_webhook(number)
     except TwilioError as error:
         return fail(subject, _refusal(error, settings.twilio_base_url))
-    if number is None:
-        return fail(subject, f"is not a number of account {settings.account_sid}")
-    if not number.sms_capable:
-        return fail(subject, f"{number.sid} cannot receive SMS")
+    return _judge_webhook(
+        subject, f"{number.sid} is on the account and receives SMS", webhook, settings
+    )
+
+
+async def _check_service(twilio: AccountClient, sid: str, settings: Settings) -> list[Finding]:
+    """A routed Messaging Service: its inbound settings, or (when it leaves them to its
+    numbers) each number's."""
+    subject = f"Messaging Service {sid}"
+    try:
+        service = await twilio.fetch_messaging_service(sid)
+        members = await twilio.list_service_numbers(sid)
+    except TwilioError as error:
+        return [fail(subject, _refusal(error, settings.twilio_base_url))]
+    if not members:
+        return [fail(subject, "has no phone numbers: nobody can text it")]
+    webhook = twilio.service_webhook(service)
+    if webhook is not None:
+        found = f"{service.friendly_name}, {len(members)} number(s)"
+        return [_judge_webhook(subject, found, webhook, settings)]
+    return [
+        await _check_number(twilio, number, settings) for number in members[:MAX_SERVICE_NUMBERS]
+    ]
+
+
+def _judge_webhook(
+    subject: str, found: str, webhook: InboundWebhook, settings: Settings
+) -> Finding:
+    """Does Twilio post this number's (or service's) texts to our webhook, with POST?"""
     expected = f"{settings.public_url}/api/sms" if settings.public_url else None
-    if (
-        expected is not None
-        and number.sms_application_sid is None
-        and number.sms_url is not None
-        and number.sms_url != expected
-    ):
+    where = "its Messaging webhook (A message comes in)"
+    if webhook.source.startswith("TwiML App"):
+        where = f"the SMS Request URL of {webhook.source}"
+    elif webhook.source.startswith("Messaging Service"):
+        where = f"the Incoming Messages request URL of {webhook.source} (Integration)"
+    if webhook.url is None:
+        target = expected or "SMS_ADAPTER_PUBLIC_URL/api/sms"
+        return fail(
+            subject,
+            f"{found}, but Twilio posts its texts nowhere: set {where} to {target} (HTTP POST)",
+        )
+    shown = _without_password(webhook.url)
+    if expected is not None and not same_webhook(webhook.url, expected):
         return warn(
             subject,
-            f"{number.sid} posts texts to {_without_password(number.sms_url)}, not {expected} "
-            "(fine if a Messaging Service or a proxy forwards them)",
+            f"{found}; Twilio posts its texts to {shown}, not {expected}: set {where} to "
+            f"{expected} (fine if a proxy forwards them there; inbound catch-up finds them "
+            "either way, up to SMS_ADAPTER_CATCHUP_INTERVAL late)",
         )
-    return ok(subject, f"{number.sid} is on the account and receives SMS")
+    if webhook.method != "POST":
+        return fail(
+            subject,
+            f"{found}; Twilio calls {shown} with HTTP {webhook.method}: set {where} to "
+            "HTTP POST (the adapter takes texts by POST only)",
+        )
+    if expected is None:
+        return ok(subject, f"{found}; Twilio posts its texts to {shown} ({webhook.source})")
+    return ok(subject, f"{found}; Twilio posts its texts here ({webhook.source})")
 
 
 def _refusal(error: TwilioError, base_url: str) -> str:

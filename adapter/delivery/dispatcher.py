@@ -40,6 +40,8 @@ from adapter.twilio.messages import InboundMessage, OutboundMessage
 logger = logging.getLogger("adapter.dispatcher")
 
 LEASE_SECONDS = 300.0
+# What the store records for a text found older than SMS_ADAPTER_CATCHUP_MAX_AGE.
+TOO_OLD = "not handled: older than SMS_ADAPTER_CATCHUP_MAX_AGE when found by catch-up"
 
 
 class Dispatcher(ClaimLoopWorker[InboundJob]):
@@ -97,6 +99,18 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
                 extra=fields,
             )
             await self._store.finish_inbound(job.id, [], error=f"no bot route for {message.to}")
+            return
+        if message.late and not route.router.late_texts:
+            # Catch-up counted and logged it when it found it; an answer now would come
+            # hours late. A STOP in it was recorded above all the same.
+            logger.info(
+                "text %s is too old to answer (received %s): recorded, not given to bot %s",
+                message.message_sid,
+                message.received_at.isoformat(),
+                route.bot_name,
+                extra=fields | {"bot": route.bot_name},
+            )
+            await self._store.finish_inbound(job.id, [], error=TOO_OLD)
             return
 
         saved = await self._store.load_state(job.conversation)

@@ -16,7 +16,8 @@ from adapter.twilio.signature import SignatureCheck
 class ChannelEvents:
     # --- webhooks -------------------------------------------------------------
     def inbound(self, result: str) -> None:
-        """A messaging webhook ended: accepted, duplicate, bad_signature, rejected, store_unavailable."""
+        """A messaging webhook ended: accepted, duplicate, bad_signature, rejected,
+        store_unavailable; or inbound catch-up stored a text: caught_up, too_old."""
 
     def signature_rejected(self, path: str, check: SignatureCheck) -> None: ...
 

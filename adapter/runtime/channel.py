@@ -6,14 +6,19 @@ them and starts and stops them in order. The parts take what they need as argume
 can be built alone in a test.
 
 webhook ──store──▶ dispatcher ──▶ bot ──outbox──▶ sender ──▶ Twilio
+Twilio ◀──List Messages── InboundCatchUp ──store──▶ (the same dispatcher)
 Twilio ──status callback──▶ StatusRecorder (forward-only) ──▶ bots' status handlers
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -24,11 +29,13 @@ from adapter.bot.context import InvalidReplyOption
 from adapter.botframework.bridge import BotFrameworkBridge
 from adapter.botframework.config import BotFrameworkConfig
 from adapter.config_error import ConfigError
+from adapter.delivery.catchup import InboundCatchUp
 from adapter.delivery.dispatcher import Dispatcher
 from adapter.delivery.events import ChannelEvents
 from adapter.delivery.lifecycle import BotLifecycle, BotStartupError
 from adapter.delivery.media_download import MediaDownloader
 from adapter.delivery.opt_outs import OptOuts
+from adapter.delivery.our_numbers import OurNumbers
 from adapter.delivery.proactive import enqueue_text
 from adapter.delivery.retry import RetryPolicy
 from adapter.delivery.routes import RouteTable
@@ -44,12 +51,17 @@ from adapter.runtime.metrics import Metrics
 from adapter.runtime.settings import Settings
 from adapter.store.base import OutboundRecord, Store
 from adapter.store.factory import store_for
+from adapter.twilio.account import AccountClient
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.messages import OutboundMessage
 from adapter.twilio.send_options import InvalidSendOption, SendOptions
 from adapter.twilio.signature import SignatureValidator
 
 logger = logging.getLogger("adapter")
+
+# How long the dispatcher waits at start for the first catch-up round, so that texts
+# found late go before the later texts of their conversations (the store orders them).
+FIRST_ROUND_WAIT = 30.0
 
 
 @dataclass
@@ -74,7 +86,9 @@ class Channel:
     statuses: StatusRecorder
     status_refresher: StatusRefresher
     bots: BotLifecycle
+    catchup: InboundCatchUp | None = None  # None: SMS_ADAPTER_CATCHUP_INTERVAL is off
     accepting: bool = False
+    _dispatcher_start: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
 
     async def start(self) -> None:
         # Work committed by other replicas (PostgreSQL) wakes our workers at once.
@@ -85,9 +99,14 @@ class Channel:
         except BotStartupError:
             await self.store.close()
             raise
-        self.dispatcher.start()
         self.sender.start()
         self.status_refresher.start()
+        if self.catchup is None:
+            self.dispatcher.start()
+        else:
+            self.catchup.start()
+            # Webhooks are taken (stored) meanwhile; only handling waits.
+            self._dispatcher_start = asyncio.create_task(self._start_dispatcher_after_catchup())
         self.accepting = True
 
     async def cancel_scheduled(self, outbox_id: int) -> OutboundRecord:
@@ -100,10 +119,25 @@ class Channel:
             statuses=self.statuses,
         )
 
+    async def _start_dispatcher_after_catchup(self) -> None:
+        assert self.catchup is not None
+        if not await self.catchup.first_round(FIRST_ROUND_WAIT):
+            logger.warning(
+                "the first inbound catch-up round is still running after %.0fs; "
+                "handling texts meanwhile",
+                FIRST_ROUND_WAIT,
+            )
+        self.dispatcher.start()
+
     async def stop(self) -> None:
         """Stop taking texts, finish or hand back what is in flight, close everything."""
         self.accepting = False
         timeout = self.settings.shutdown_timeout
+        if self._dispatcher_start is not None:
+            self._dispatcher_start.cancel()
+            await asyncio.gather(self._dispatcher_start, return_exceptions=True)
+        if self.catchup is not None:
+            await self.catchup.stop()
         await self.dispatcher.stop(timeout)
         await self.bots.stop()
         await self.botframework.aclose()
@@ -243,7 +277,8 @@ def build_channel(
         where = "[[routes]] in the config file" if settings.routes else "SMS_ADAPTER_BOTS"
         raise ConfigError(f"{where}: {error}") from None
     metrics = Metrics()
-    client = TwilioClient(credentials, settings.twilio_base_url, http=http)
+    # One client for every REST call: messages, and the account's numbers for catch-up.
+    client = AccountClient(credentials, settings.twilio_base_url, http=http)
     media = MediaDownloader(credentials, settings.twilio_base_url, http=http)
     # One record of who opted out, consulted by bots' replies, sends and status callbacks.
     opt_outs = OptOuts(store)
@@ -279,6 +314,23 @@ def build_channel(
         handler_timeout=settings.handler_timeout,
         error_reply=settings.bot_error_reply or None,
     )
+    catchup = None
+    if settings.catchup_interval > timedelta(0):
+        catchup = InboundCatchUp(
+            store,
+            client,
+            limiter,
+            OurNumbers(
+                routes,
+                client,
+                webhook_url=f"{settings.public_url}/api/sms" if settings.public_url else None,
+            ),
+            holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            interval=settings.catchup_interval,
+            max_age=settings.catchup_max_age,
+            wake=dispatcher.wake,
+            events=metrics,
+        )
     return Channel(
         settings=settings,
         store=store,
@@ -306,6 +358,7 @@ def build_channel(
             statuses.record,
             refresh_after=settings.status_refresh_after,
         ),
+        catchup=catchup,
     )
 
 

@@ -38,7 +38,17 @@ from adapter.twilio.statuses import STATUS_RANK
 
 logger = logging.getLogger("adapter.web.metrics")
 
-INBOUND_RESULTS = ("accepted", "duplicate", "bad_signature", "rejected", "store_unavailable")
+# The webhook's results, then inbound catch-up's: a text found through List Messages
+# whose webhook never reached us, and one found older than SMS_ADAPTER_CATCHUP_MAX_AGE.
+INBOUND_RESULTS = (
+    "accepted",
+    "duplicate",
+    "bad_signature",
+    "rejected",
+    "store_unavailable",
+    "caught_up",
+    "too_old",
+)
 SEND_OUTCOMES = ("sent", "adopted", "failed", "dead")
 NO_CODE = "none"
 # Seconds. Bots that call other services (a model, a CRM) can take tens of seconds.
@@ -120,7 +130,7 @@ class Metrics(ChannelEvents):
         registry = self.registry
         self.inbound_texts = Counter(
             "sms_adapter_inbound_texts",
-            "Messaging webhooks by result.",
+            "Inbound texts by result: messaging webhooks, and texts found by catch-up.",
             ["result"],
             registry=registry,
         )

@@ -54,6 +54,23 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _duration_or_off(value: str) -> timedelta:
+    """A duration; "off" (or 0) is none at all."""
+    if value.strip().lower() == "off":
+        return timedelta(0)
+    duration = parse_duration(value)
+    if duration < timedelta(0):
+        raise ValueError(f"{value!r} is negative")
+    return duration
+
+
+def _positive_duration(value: str) -> timedelta:
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError(f"{value!r} is not a positive duration")
+    return duration
+
+
 def _positive_float(value: str) -> float:
     number = float(value)
     if number <= 0:
@@ -300,6 +317,18 @@ class Settings:
         parse_duration,
         "Ask Twilio (Get Message) for the status of a sent message that has no final status after this long.",
         default="10m",
+    )
+    catchup_interval: timedelta = setting(
+        "SMS_ADAPTER_CATCHUP_INTERVAL",
+        _duration_or_off,
+        "Inbound catch-up: at start and this often, list the texts Twilio received for our numbers and hand on any whose webhook never reached us (0 or off: never).",
+        default="60s",
+    )
+    catchup_max_age: timedelta = setting(
+        "SMS_ADAPTER_CATCHUP_MAX_AGE",
+        _positive_duration,
+        "A text catch-up finds older than this is recorded and counted, not given to bots (unless a Router takes late texts: ctx.late).",
+        default="1h",
     )
     shutdown_timeout: float = setting(
         "SMS_ADAPTER_SHUTDOWN_TIMEOUT",

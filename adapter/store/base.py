@@ -148,8 +148,10 @@ class Store(abc.ABC):
 
         Only the oldest pending text of a conversation can be claimed, and only while
         no other text of that conversation is claimed: texts of one conversation are
-        handled one at a time, in the order they were added. A claim not finished or
-        released within `lease_seconds` may be claimed again.
+        handled one at a time, in order of `received_at` (ties: the order they were
+        added). So a text found late by inbound catch-up, dated when Twilio received it,
+        still goes before the conversation's later texts that are still pending. A claim
+        not finished or released within `lease_seconds` may be claimed again.
         """
 
     @abc.abstractmethod
@@ -311,3 +313,29 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def set_history_synced_through(self, conversation: str, moment: datetime) -> None: ...
+
+    # --- inbound catch-up ----------------------------------------------------------
+
+    @abc.abstractmethod
+    async def catchup_watermark(self) -> datetime | None:
+        """The moment through which inbound catch-up has looked at Twilio, or None."""
+
+    @abc.abstractmethod
+    async def advance_catchup_watermark(self, moment: datetime) -> datetime:
+        """Move the watermark forward to `moment`, never back (a slow replica finishing
+        an old round must not undo a newer one); returns the watermark after the call."""
+
+    # --- leases: one replica at a time -----------------------------------------------
+
+    @abc.abstractmethod
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `holder`, for `seconds` from now.
+
+        True if `holder` holds it now (it was free, had run out, or was already its);
+        False, and nothing changed, while another holder's lease runs. Of concurrent
+        callers with different holders, at most one gets True.
+        """
+
+    @abc.abstractmethod
+    async def release_lease(self, name: str, holder: str) -> None:
+        """End the lease `name` if `holder` holds it, so another can take it at once."""

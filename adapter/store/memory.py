@@ -100,6 +100,8 @@ class MemoryStore(Store):
         self._opt_outs: dict[tuple[str, str], bool] = {}
         self._history: dict[str, dict[str, Any]] = {}  # by SID, as history_values orders
         self._synced_through: dict[str, datetime] = {}
+        self._catchup_watermark: datetime | None = None
+        self._leases: dict[str, tuple[str, datetime]] = {}  # name -> (holder, until)
 
     async def open(self) -> None:
         if self._open:
@@ -131,8 +133,15 @@ class MemoryStore(Store):
     async def claim_inbound(self, limit: int, lease_seconds: float) -> list[InboundJob]:
         self._check_open()
         now = datetime.now(UTC)
-        pending = (row for row in self._inbound.values() if not row.done)
-        claimed = _claim_heads(pending, limit, now, now + timedelta(seconds=lease_seconds))
+        # A conversation's texts go in order of receipt: one caught up late can be the
+        # oldest while a later one is claimed, so a claimed row holds back the rest too.
+        pending = sorted(
+            (row for row in self._inbound.values() if not row.done),
+            key=lambda row: (row.received_at, row.id),
+        )
+        busy = {row.conversation for row in pending if not row.due(now)}
+        heads = (row for row in pending if row.conversation not in busy)
+        claimed = _claim_heads(heads, limit, now, now + timedelta(seconds=lease_seconds))
         return [read_row(InboundJob, row, _as_is) for row in claimed]
 
     async def renew_inbound(self, job_id: int, lease_seconds: float) -> bool:
@@ -368,6 +377,34 @@ class MemoryStore(Store):
     async def set_history_synced_through(self, conversation: str, moment: datetime) -> None:
         self._check_open()
         self._synced_through[conversation] = _utc(moment)
+
+    # --- inbound catch-up ----------------------------------------------------------
+
+    async def catchup_watermark(self) -> datetime | None:
+        self._check_open()
+        return self._catchup_watermark
+
+    async def advance_catchup_watermark(self, moment: datetime) -> datetime:
+        self._check_open()
+        moment = _utc(moment)
+        if self._catchup_watermark is None or moment > self._catchup_watermark:
+            self._catchup_watermark = moment
+        return self._catchup_watermark
+
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        self._check_open()
+        now = datetime.now(UTC)
+        current = self._leases.get(name)
+        if current is not None and current[0] != holder and current[1] > now:
+            return False
+        self._leases[name] = (holder, now + timedelta(seconds=seconds))
+        return True
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        self._check_open()
+        current = self._leases.get(name)
+        if current is not None and current[0] == holder:
+            del self._leases[name]
 
     # --- plumbing ----------------------------------------------------------------
 

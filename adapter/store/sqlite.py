@@ -155,21 +155,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # Inbound catch-up: how far it has looked at Twilio (one row, name 'catchup').
+        """
+        CREATE TABLE watermark (
+            name   TEXT PRIMARY KEY,
+            moment REAL NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE lease (
+            name   TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            until  REAL NOT NULL
+        )
+        """,
+        # Claims order a conversation's pending texts by when Twilio received them.
+        "CREATE INDEX inbound_pending_by_time ON inbound (conversation, received_at, id) "
+        "WHERE state = 'pending'",
+    ),
 )
 
-# Only the oldest pending row of a conversation is a candidate (the NOT EXISTS), and
-# only if its lease is over. Claims go to nothing but that oldest row, so "its lease
-# is over" means "no row of the conversation is claimed".
+# Only the oldest pending row of a conversation (by received_at, then id) is a
+# candidate, and only if its lease is over and no other row of the conversation is
+# claimed: a text caught up late can become the oldest while a later one is claimed.
 CLAIM_INBOUND = """
     SELECT id, message_id, conversation, payload, received_at
     FROM inbound AS candidate
     WHERE state = 'pending'
       AND (claimed_until IS NULL OR claimed_until <= :now)
       AND NOT EXISTS (
-          SELECT 1 FROM inbound AS earlier
-          WHERE earlier.conversation = candidate.conversation
-            AND earlier.state = 'pending'
-            AND earlier.id < candidate.id)
+          SELECT 1 FROM inbound AS other
+          WHERE other.conversation = candidate.conversation
+            AND other.state = 'pending'
+            AND other.id != candidate.id
+            AND (other.received_at < candidate.received_at
+                 OR (other.received_at = candidate.received_at AND other.id < candidate.id)
+                 OR other.claimed_until > :now))
     ORDER BY id
     LIMIT :limit
 """
@@ -625,6 +647,53 @@ class SQLiteStore(Store):
             )
 
         await self._writer.run(save)
+
+    # --- inbound catch-up ----------------------------------------------------------
+
+    async def catchup_watermark(self) -> datetime | None:
+        def read(db: sqlite3.Connection) -> datetime | None:
+            row = db.execute("SELECT moment FROM watermark WHERE name = 'catchup'").fetchone()
+            return None if row is None else _from_epoch(row["moment"])
+
+        return await self._writer.run(read)
+
+    async def advance_catchup_watermark(self, moment: datetime) -> datetime:
+        at = _to_epoch(moment)
+
+        def advance(db: sqlite3.Connection) -> datetime:
+            row = db.execute(
+                """
+                INSERT INTO watermark (name, moment) VALUES ('catchup', ?)
+                ON CONFLICT (name) DO UPDATE SET moment = max(moment, excluded.moment)
+                RETURNING moment
+                """,
+                (at,),
+            ).fetchone()
+            return _from_epoch(row["moment"])
+
+        return await self._writer.run(advance)
+
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        def hold(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            row = db.execute(
+                """
+                INSERT INTO lease (name, holder, until) VALUES (?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                WHERE lease.holder = excluded.holder OR lease.until <= ?
+                RETURNING holder
+                """,
+                (name, holder, now + seconds, now),
+            ).fetchone()
+            return row is not None
+
+        return await self._writer.run(hold)
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        def release(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM lease WHERE name = ? AND holder = ?", (name, holder))
+
+        await self._writer.run(release)
 
     # --- plumbing ----------------------------------------------------------------
 

@@ -54,6 +54,11 @@ class InboundMessage:
     # Every parameter Twilio posted, verbatim: Twilio adds parameters without notice.
     raw: dict[str, str] = field(default_factory=dict)
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Found by inbound catch-up (List Messages) rather than delivered by the webhook.
+    caught_up: bool = False
+    # Found by catch-up older than SMS_ADAPTER_CATCHUP_MAX_AGE: given only to bots that
+    # ask for late texts (Router(late_texts=True)), which see it as ctx.late.
+    late: bool = False
 
     @property
     def conversation(self) -> ConversationKey:
@@ -79,6 +84,8 @@ class InboundMessage:
             "wa_id": self.wa_id,
             "raw": dict(self.raw),
             "received_at": self.received_at.isoformat(),
+            "caught_up": self.caught_up,
+            "late": self.late,
         }
 
     @classmethod
@@ -100,6 +107,8 @@ class InboundMessage:
             wa_id=data.get("wa_id"),
             raw=dict(data.get("raw", {})),
             received_at=datetime.fromisoformat(data["received_at"]),
+            caught_up=data.get("caught_up", False),
+            late=data.get("late", False),
         )
 
 

@@ -21,6 +21,7 @@ from adapter.botframework import connector as botframework_connector
 from adapter.config_error import ConfigError
 from adapter.runtime.channel import Channel, build_channel
 from adapter.runtime.settings import Settings
+from adapter.store.base import StoreError
 from adapter.web import admin, history_api
 from adapter.web.auth import AdminAccess, AdminAuthMiddleware
 from adapter.web.errors import EXCEPTION_HANDLERS
@@ -36,9 +37,36 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    if channel_of(request).accepting:
-        return JSONResponse({"ready": True})
-    return JSONResponse({"ready": False}, status_code=503)
+    channel = channel_of(request)
+    details: dict[str, object] = {"ready": channel.accepting}
+    if channel.catchup is not None:
+        details["catchup"] = await catchup_details(channel)
+    return JSONResponse(details, status_code=200 if channel.accepting else 503)
+
+
+async def catchup_details(channel: Channel) -> dict[str, object]:
+    """Inbound catch-up as /readyz shows it: the fleet's watermark (texts Twilio received
+    before it have all been looked for) and this replica's last round."""
+    assert channel.catchup is not None
+    try:
+        watermark = await channel.store.catchup_watermark()
+    except StoreError:
+        shown: str | None = "unknown (the store is unavailable)"
+    else:
+        shown = watermark.isoformat() if watermark is not None else None
+    report, at = channel.catchup.last_round, channel.catchup.last_round_at
+    last_round: dict[str, object] | None = None
+    if report is not None and at is not None:
+        last_round = {
+            "at": at.isoformat(),
+            "by_this_replica": report.held_lease,
+            "complete": report.complete,
+            "requests": report.requests,
+            "caught_up": report.caught_up,
+            "too_old": report.too_old,
+            "error": report.error,
+        }
+    return {"watermark": shown, "last_round": last_round}
 
 
 class CleanStartupFailure:

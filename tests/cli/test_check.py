@@ -237,3 +237,50 @@ async def test_live_fails_when_twilio_cannot_be_reached(tmp_path: Path) -> None:
     _assert_no_secret(result)
     assert result.returncode == 1
     assert f"FAIL Twilio account: cannot reach {nowhere}" in result.stdout
+
+
+SERVICE = "MG" + "7" * 32
+
+
+@pytest.fixture
+async def twilio_with_service() -> AsyncIterator[str]:
+    sock, base = bound_socket()
+    config = EmulatorConfig(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        webhook_url=f"{PUBLIC_URL}/api/sms#rc=3&rp=all",
+        numbers=[OUR_NUMBER, "+15005550007"],
+        messaging_services={SERVICE: ["+15005550007"]},
+    )
+    async with serve(create_emulator_app(config), sock):
+        yield base
+
+
+@pytest.mark.parametrize(
+    ("public_url", "expected"),
+    [
+        # A connection-override fragment on Twilio's side is not a difference.
+        (PUBLIC_URL, f"ok   Messaging Service {SERVICE}: "),
+        (
+            "https://elsewhere.example.com",
+            f"warn Messaging Service {SERVICE}: emulated service 7777, 1 number(s); Twilio "
+            f"posts its texts to {PUBLIC_URL}/api/sms#rc=3&rp=all, not "
+            "https://elsewhere.example.com/api/sms: set the Incoming Messages request URL of "
+            f"Messaging Service {SERVICE} (Integration) to https://elsewhere.example.com/api/sms",
+        ),
+    ],
+)
+async def test_live_checks_where_twilio_posts_a_routed_services_texts(
+    tmp_path: Path, twilio_with_service: str, public_url: str, expected: str
+) -> None:
+    bots = f"{OUR_NUMBER}=bots.echo:router,{SERVICE}=bots.help_desk:router"
+    env = _env(
+        tmp_path,
+        SMS_ADAPTER_TWILIO_BASE_URL=twilio_with_service,
+        SMS_ADAPTER_BOTS=bots,
+        SMS_ADAPTER_PUBLIC_URL=public_url,
+    )
+    result = await _live(env)
+    _assert_no_secret(result)
+    assert expected in result.stdout
+    assert result.returncode == 0, result.stdout

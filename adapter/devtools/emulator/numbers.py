@@ -100,13 +100,13 @@ def _friendly_name(number: str) -> str:
     return f"({match[1]}) {match[2]}-{match[3]}" if match else number
 
 
-def _number_sid(number: str) -> str:
+def number_sid(number: str) -> str:
     # Stable across restarts, as a real number's SID is.
     return "PN" + hashlib.sha256(number.encode()).hexdigest()[:32]
 
 
 def _number_json(config: EmulatorConfig, number: str) -> dict[str, Any]:
-    sid = _number_sid(number)
+    sid = number_sid(number)
     created = format_rfc2822(CREATED)
     return {
         "account_sid": config.account_sid,

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from adapter.devtools.emulator import errors, media, numbers
+from adapter.devtools.emulator import errors, media, numbers, services
 from adapter.devtools.emulator.callbacks import notify, run_outbound
 from adapter.devtools.emulator.config import EmulatorConfig
 from adapter.devtools.emulator.connection import drop_connection
@@ -75,6 +75,12 @@ class RestApi:
             Route(
                 f"{account}/Messages/{{sid}}/Media/{{media_sid}}", self.media_file, methods=["GET"]
             ),
+            Route(f"{services.SERVICES_PATH}/{{service_sid}}", self.service, methods=["GET"]),
+            Route(
+                f"{services.SERVICES_PATH}/{{service_sid}}/PhoneNumbers",
+                self.service_numbers,
+                methods=["GET"],
+            ),
             # Anything else under the API answers like Twilio, not with Starlette's text 404.
             Route(
                 f"/{API_VERSION}/{{rest:path}}",
@@ -112,6 +118,18 @@ class RestApi:
         """The IncomingPhoneNumbers list (see `numbers`)."""
         return await self._answer(
             request, lambda r: numbers.list_incoming_numbers(self.config, r), account_scoped=True
+        )
+
+    async def service(self, request: Request) -> Response:
+        """Fetch Service, of the Messaging API (see `services`)."""
+        return await self._answer(
+            request, lambda r: services.fetch_service(self.config, r), account_scoped=False
+        )
+
+    async def service_numbers(self, request: Request) -> Response:
+        """A Messaging Service's PhoneNumbers list (see `services`)."""
+        return await self._answer(
+            request, lambda r: services.list_service_numbers(self.config, r), account_scoped=False
         )
 
     async def _answer(

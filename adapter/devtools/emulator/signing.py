@@ -35,7 +35,16 @@ class Signer:
 
 
 async def post_signed_form(
-    client: httpx.AsyncClient, url: str, form: Mapping[str, str], signer: Signer
+    client: httpx.AsyncClient,
+    url: str,
+    form: Mapping[str, str],
+    signer: Signer,
+    *,
+    timeout: httpx.Timeout | None = None,
 ) -> httpx.Response:
-    """POST `form` to `url`, signed over exactly that URL. httpx errors reach the caller."""
-    return await client.post(url, data=dict(form), headers=signer.headers(url, form))
+    """POST `form` to `url`, signed over exactly that URL. httpx errors reach the caller.
+    `timeout` replaces the client's own (connection overrides set it)."""
+    headers = signer.headers(url, form)
+    if timeout is None:
+        return await client.post(url, data=dict(form), headers=headers)
+    return await client.post(url, data=dict(form), headers=headers, timeout=timeout)

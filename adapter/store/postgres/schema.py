@@ -216,6 +216,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         RATE_ADMIT,
         RATE_DONE,
     ),
+    (
+        # Inbound catch-up: how far it has looked at Twilio (one row, name 'catchup'),
+        # and the lease that lets one replica of the fleet do it at a time.
+        """
+        CREATE TABLE watermark (
+            name   text PRIMARY KEY,
+            moment timestamptz NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE lease (
+            name   text PRIMARY KEY,
+            holder text NOT NULL,
+            until  timestamptz NOT NULL
+        )
+        """,
+        # Claims order a conversation's pending texts by when Twilio received them.
+        "CREATE INDEX inbound_pending_by_time ON inbound (conversation, received_at, id) "
+        "WHERE state = 'pending'",
+    ),
 )
 
 

@@ -130,13 +130,18 @@ def claim_lock_prefix(schema: str, table: str) -> str:
     return f"sms-adapter {schema}.{table} "
 
 
+# A conversation's order: texts by when Twilio received them (one found late by inbound
+# catch-up goes before later ones still pending), outbox rows as they were added.
+_ORDER = {"inbound": "received_at, id", "outbound": "id"}
+
+
 def _heads(table: str, among: str = "") -> str:
     """The oldest pending row of each conversation (`among`: of some conversations only).
-    One pass over the pending rows in (conversation, id) order: no per-row subquery."""
+    One pass over the pending rows in conversation order: no per-row subquery."""
     return f"""
         SELECT DISTINCT ON (conversation) id FROM {table}
         WHERE state = 'pending'{among}
-        ORDER BY conversation, id
+        ORDER BY conversation, {_ORDER[table]}
     """
 
 
@@ -721,6 +726,49 @@ class PostgresStore(Store):
                 conversation,
                 _aware(moment),
             )
+
+    # --- inbound catch-up ----------------------------------------------------------
+
+    async def catchup_watermark(self) -> datetime | None:
+        async with self.connection() as conn:
+            moment = await conn.fetchval("SELECT moment FROM watermark WHERE name = 'catchup'")
+        assert moment is None or isinstance(moment, datetime)
+        return moment
+
+    async def advance_catchup_watermark(self, moment: datetime) -> datetime:
+        async with self.connection() as conn:
+            after = await conn.fetchval(
+                """
+                INSERT INTO watermark (name, moment) VALUES ('catchup', $1)
+                ON CONFLICT (name) DO UPDATE
+                SET moment = greatest(watermark.moment, excluded.moment)
+                RETURNING moment
+                """,
+                _aware(moment),
+            )
+        assert isinstance(after, datetime)
+        return after
+
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        # The database's clock, so replicas with skewed clocks still agree.
+        async with self.connection() as conn:
+            row = await conn.fetchrow(
+                """
+                INSERT INTO lease (name, holder, until)
+                VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
+                ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+                WHERE lease.holder = excluded.holder OR lease.until <= clock_timestamp()
+                RETURNING holder
+                """,
+                name,
+                holder,
+                seconds,
+            )
+        return row is not None
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        async with self.connection() as conn:
+            await conn.execute("DELETE FROM lease WHERE name = $1 AND holder = $2", name, holder)
 
     # --- plumbing ----------------------------------------------------------------
 

@@ -69,3 +69,27 @@ async def test_a_send_through_the_service_goes_from_its_first_number() -> None:
 def test_unworkable_services_are_refused(services: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make_config(messaging_services=services)
+
+
+async def test_the_messaging_api_serves_a_service_and_its_numbers() -> None:
+    """Fetch Service and its PhoneNumbers (Messaging API v1), in Twilio's shapes."""
+    config = make_config(
+        webhook_url="https://bot.example.com/api/sms",
+        numbers=[OUR_NUMBER, SERVICE_NUMBER],
+        messaging_services={SERVICE: [SERVICE_NUMBER, OUR_NUMBER]},
+    )
+    async with running_emulator(config) as emulator:
+        service = (await emulator.client.get(f"/v1/Services/{SERVICE}")).json()
+        numbers = (await emulator.client.get(f"/v1/Services/{SERVICE}/PhoneNumbers")).json()
+        page = (await emulator.client.get(f"/v1/Services/{SERVICE}/PhoneNumbers?PageSize=1")).json()
+        missing = await emulator.client.get(f"/v1/Services/MG{'0' * 32}")
+        unauthenticated = await emulator.client.get(f"/v1/Services/{SERVICE}", auth=("AC1", "x"))
+
+    assert service["sid"] == SERVICE
+    assert service["inbound_request_url"] == "https://bot.example.com/api/sms"
+    assert (service["inbound_method"], service["use_inbound_webhook_on_number"]) == ("POST", False)
+    assert [n["phone_number"] for n in numbers["phone_numbers"]] == [SERVICE_NUMBER, OUR_NUMBER]
+    assert numbers["meta"]["next_page_url"] is None
+    assert page["meta"]["next_page_url"].endswith("PageSize=1&Page=1")
+    assert missing.status_code == 404 and missing.json()["code"] == 20404
+    assert unauthenticated.status_code == 401

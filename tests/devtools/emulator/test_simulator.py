@@ -43,7 +43,12 @@ async def test_a_text_posts_twilios_signed_webhook(wired: Emulator, receiver: Re
 
     webhook = await receiver.next()
     sid = answer["sid"]
-    assert answer == {"sid": sid, "webhook_status": 200, "webhook_error": None}
+    assert answer == {
+        "sid": sid,
+        "webhook_status": 200,
+        "webhook_error": None,
+        "webhook_attempts": 1,
+    }
     assert RequestValidator(AUTH_TOKEN).validate(
         receiver.url("/api/sms"), webhook.fields, webhook.headers["x-twilio-signature"]
     )
