@@ -51,7 +51,12 @@ _TOML_KEYS = (
     "send_via_messaging_service",
     "botframework_endpoint",
     "auth",
+    "bot_app_id",
+    "scope",
+    "allowed_callers",
 )
+# Keys only a Bot Framework bot's route may have (each also a RouteSpec field).
+_BOTFRAMEWORK_KEYS = ("auth", "bot_app_id", "scope", "allowed_callers")
 
 
 class BotConfigError(ConfigError, ValueError):
@@ -68,13 +73,22 @@ class RouteSpec:
     bot: str
     send_via_messaging_service: str | None = None
     auth: str | None = None  # Bot Framework bots only: "none" or "jwt"
+    # Bot Framework bots in auth mode jwt: the bot's app id, the scope of its tokens, the
+    # app ids allowed to reply as it.
+    bot_app_id: str | None = None
+    scope: str | None = None
+    allowed_callers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.key != DEFAULT_KEY and not is_address(self.key) and not is_service_sid(self.key):
             raise BotConfigError(f"{self.key!r} is not a route key: {_KEY_HELP}")
         _check_spec(self.bot)
-        if self.auth is not None and not is_botframework_spec(self.bot):
-            raise BotConfigError("auth applies to Bot Framework bots (botframework_endpoint) only")
+        if not is_botframework_spec(self.bot):
+            given = [name for name in _BOTFRAMEWORK_KEYS if getattr(self, name) is not None]
+            if given:
+                raise BotConfigError(
+                    f"{', '.join(given)} applies to Bot Framework bots (botframework_endpoint) only"
+                )
         service = self.send_via_messaging_service
         if service is not None and not is_service_sid(service):
             raise BotConfigError(
@@ -86,13 +100,20 @@ class RouteSpec:
 def load_route_table(specs: Iterable[RouteSpec]) -> RouteTable:
     """Load each bot the specs name (once per bot, however many routes share it)."""
     routes: dict[str, Route] = {}
-    loaded: dict[tuple[str, str | None], Router] = {}
+    loaded: dict[tuple[object, ...], Router] = {}
     for spec in specs:
         if spec.key in routes:
             raise BotConfigError(f"two routes for {_key_name(spec.key)}")
-        if (spec.bot, spec.auth) not in loaded:
-            loaded[spec.bot, spec.auth] = load_bot(spec.bot, spec.auth)
-        router = loaded[spec.bot, spec.auth]
+        how = (spec.bot, spec.auth, spec.bot_app_id, spec.scope, spec.allowed_callers)
+        if how not in loaded:
+            loaded[how] = load_bot(
+                spec.bot,
+                spec.auth,
+                app_id=spec.bot_app_id,
+                scope=spec.scope,
+                allowed_callers=spec.allowed_callers,
+            )
+        router = loaded[how]
         # A Bot Framework URL may hold a key: its Router's name shows it without.
         bot_name = router.name if is_botframework_spec(spec.bot) else spec.bot
         routes[spec.key] = Route(
@@ -121,14 +142,23 @@ def build_route_table(settings: Settings) -> RouteTable:
     return load_route_table(specs)
 
 
-def load_bot(spec: str, auth: str | None = None) -> Router:
+def load_bot(
+    spec: str,
+    auth: str | None = None,
+    *,
+    app_id: str | None = None,
+    scope: str | None = None,
+    allowed_callers: tuple[str, ...] | None = None,
+) -> Router:
     """Import the bot named by `spec` ("package.module:attribute") and return its Router;
     for a Bot Framework bot (`botframework+URL`), the Router that posts texts to it."""
     spec = spec.strip()
     _check_spec(spec)
     if is_botframework_spec(spec):
         try:
-            return remote_bot_router(spec, auth)
+            return remote_bot_router(
+                spec, auth, app_id=app_id, scope=scope, allowed_callers=allowed_callers
+            )
         except ValueError as error:
             raise BotConfigError(f"bot {_shown(spec)}: {error}") from None
     module_name, _, attribute = spec.partition(":")
@@ -205,7 +235,9 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
     send_via_messaging_service = "MG..."   # optional: replies go through this service
 
     A Bot Framework bot is `botframework_endpoint = "https://..."` instead of `bot`, with an
-    optional `auth = "none"` or `"jwt"`.
+    optional `auth = "none"` or `"jwt"`, and for jwt `bot_app_id = "..."` (the bot's app
+    id), `scope = "..."` (default: the app id + /.default) and `allowed_callers = [...]`
+    (the app ids whose tokens may reply as the bot; default: the app id).
     """
     tables = data.get("routes")
     if not isinstance(tables, list | tuple) or not tables:
@@ -231,9 +263,36 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
                 auth = parse_auth_mode(auth if isinstance(auth, str) else repr(auth))
             except ValueError as error:
                 raise BotConfigError(f"{where}: auth {auth!r}: {error}") from None
-        specs.append(_route_spec(key, bot, where, service, auth))
+        options = _toml_jwt_options(table, where)
+        specs.append(_route_spec(key, bot, where, service, auth, **options))
     _reject_duplicates(specs, "[[routes]]")
     return specs
+
+
+def _toml_jwt_options(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """bot_app_id, scope and allowed_callers of a [[routes]] table, checked."""
+    options: dict[str, Any] = {}
+    for name in ("bot_app_id", "scope"):
+        value = table.get(name)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise BotConfigError(f"{where}: {name} must be a non-empty string")
+            options[name] = value.strip()
+    callers = table.get("allowed_callers")
+    if callers is not None:
+        if isinstance(callers, str):
+            callers = [callers]
+        if (
+            not isinstance(callers, list)
+            or not callers
+            or not all(isinstance(item, str) and item.strip() for item in callers)
+        ):
+            raise BotConfigError(
+                f'{where}: allowed_callers must be a list of app ids, like ["<app id>"] '
+                '(or ["*"] for any caller)'
+            )
+        options["allowed_callers"] = tuple(item.strip() for item in callers)
+    return options
 
 
 def _toml_bot(table: Mapping[str, Any], where: str) -> str:
@@ -276,10 +335,15 @@ def _toml_key(table: Mapping[str, Any], where: str) -> str:
 
 
 def _route_spec(
-    key: str, bot: str, where: str, service: str | None = None, auth: str | None = None
+    key: str,
+    bot: str,
+    where: str,
+    service: str | None = None,
+    auth: str | None = None,
+    **jwt_options: Any,
 ) -> RouteSpec:
     try:
-        return RouteSpec(key, bot, service, auth)
+        return RouteSpec(key, bot, service, auth, **jwt_options)
     except BotConfigError as error:
         raise BotConfigError(f"{where}: {error}") from None
 
