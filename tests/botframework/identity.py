@@ -150,5 +150,7 @@ def token(
         **claims,
     }
     body = {name: value for name, value in body.items() if value is not None}
-    signing_key: Any = key if algorithm[:2] in {"RS", "ES"} else "a-shared-secret-of-32-bytes-or-more"
+    signing_key: Any = (
+        key if algorithm[:2] in {"RS", "ES"} else "a-shared-secret-of-32-bytes-or-more"
+    )
     return jwt.encode(body, signing_key, algorithm=algorithm, headers={"kid": kid})
