@@ -8,11 +8,14 @@
 
 In auth mode `none` no Authorization header is sent at all: a Bot Framework SDK with an
 empty app id rejects a request that carries one. In mode `jwt` the header carries a token
-from `TokenSource` (client credentials).
+from `TokenSource` (client credentials) for the bot's own scope. A bot that answers 401
+gets the post once more with a new token: its token may have been revoked or rotated
+before it expired, and the text is not lost for it.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -20,6 +23,8 @@ import httpx
 
 from adapter.botframework.tokens import TokenError, TokenSource
 from adapter.twilio.errors import parse_retry_after
+
+logger = logging.getLogger("adapter.botframework")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ class Failed:
     retry_after: float | None = None
     # The bot may still be working on it, and answer late.
     timed_out: bool = False
+    # No token could be had, so nothing was posted: an outage of the token endpoint,
+    # not of the bot, and no post attempt of the text's was spent.
+    no_token: bool = False
 
 
 PostOutcome: TypeAlias = Delivered | Refused | Failed
@@ -51,15 +59,31 @@ class BotClient:
         self._http = http
         self._tokens = tokens
 
-    async def post(self, endpoint_url: str, activity: dict[str, Any], auth: str) -> PostOutcome:
-        headers: dict[str, str] = {}
-        if auth == "jwt":
-            if self._tokens is None:
-                return Failed("auth is jwt but no token endpoint is configured")
+    async def post(
+        self, endpoint_url: str, activity: dict[str, Any], auth: str, scope: str | None = None
+    ) -> PostOutcome:
+        if auth != "jwt":
+            return await self._post(endpoint_url, activity, {})
+        if self._tokens is None or scope is None:
+            return Failed("auth is jwt but no token endpoint is configured", no_token=True)
+        outcome: PostOutcome = Failed("not posted")
+        for attempt in (1, 2):
             try:
-                headers["Authorization"] = f"Bearer {await self._tokens.token()}"
+                token = await self._tokens.token(scope)
             except TokenError as error:
-                return Failed(f"no token for the bot: {error}")
+                return Failed(f"no token for the bot: {error}", no_token=True)
+            headers = {"Authorization": f"Bearer {token}"}
+            outcome = await self._post(endpoint_url, activity, headers)
+            if not (isinstance(outcome, Refused) and outcome.status == 401):
+                return outcome
+            self._tokens.drop(scope, token)
+            if attempt == 1:
+                logger.info("the bot refused its token (401); posting again with a new one")
+        return outcome
+
+    async def _post(
+        self, endpoint_url: str, activity: dict[str, Any], headers: dict[str, str]
+    ) -> PostOutcome:
         try:
             response = await self._http.post(endpoint_url, json=activity, headers=headers)
         except httpx.TimeoutException:

@@ -46,7 +46,7 @@ from adapter.botframework.render import render_message
 from adapter.botframework.tokens import TokenSource
 from adapter.config_error import ConfigError
 from adapter.delivery.retry import GiveUp, RetryPolicy
-from adapter.delivery.routes import RouteTable
+from adapter.delivery.routes import DEFAULT_KEY, RouteTable
 from adapter.store.base import ReplyDraft, Store
 from adapter.twilio.addresses import is_address, is_service_sid
 from adapter.twilio.messages import OutboundMessage
@@ -55,6 +55,9 @@ logger = logging.getLogger("adapter.botframework")
 
 MAX_POST_ATTEMPTS = 20
 CONNECT_TIMEOUT = 5.0
+# The scope of the tokens posted to a jwt bot that names neither scope nor app id.
+FALLBACK_SCOPE = "https://api.botframework.com/.default"
+ANY_CALLER = "*"
 
 
 class BotRefusedText(Exception):
@@ -71,6 +74,12 @@ class RemoteBot:
     auth: str  # "none" | "jwt"
     secret: str
     service_url: str
+    scope: str | None = None  # jwt: the scope of the tokens posted to it
+    # jwt: the app ids whose tokens may call the connector as this bot ("*": any).
+    allowed_callers: frozenset[str] = frozenset()
+
+    def allows(self, caller: str) -> bool:
+        return ANY_CALLER in self.allowed_callers or caller in self.allowed_callers
 
     @property
     def endpoint(self) -> BotEndpoint:
@@ -98,6 +107,9 @@ class BotFrameworkBridge:
         self._by_router = {id(bot.router): bot for bot in self._bots.values()}
         # The sender's backoff, with a budget of posts of its own.
         self._policy = RetryPolicy(max_attempts=MAX_POST_ATTEMPTS, max_age=config.send_max_age)
+        # While no token can be had nothing is posted, so no post attempt is spent: the
+        # text waits for the token endpoint as long as SMS_ADAPTER_SEND_MAX_AGE allows.
+        self._token_policy = RetryPolicy(max_attempts=2**31, max_age=config.send_max_age)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(config.timeout, connect=CONNECT_TIMEOUT)
         )
@@ -120,6 +132,8 @@ class BotFrameworkBridge:
 
     async def aclose(self) -> None:
         self._log_filter.uninstall()
+        if self._verifier is not None:
+            await self._verifier.aclose()
         await self._http.aclose()
 
     # --- a text, posted to the bot ------------------------------------------------
@@ -129,7 +143,7 @@ class BotFrameworkBridge:
         message = ctx.message
         person, activity_id = message.from_, ctx.activity.id
         previous = await self._records.find(bot.id, person)
-        attempts = 0
+        attempts = token_waits = 0
         if previous is not None and previous.activity_id == activity_id:
             if previous.answered:
                 logger.info(
@@ -138,7 +152,7 @@ class BotFrameworkBridge:
                     activity_id,
                 )
                 return
-            attempts = previous.attempts
+            attempts, token_waits = previous.attempts, previous.token_waits
         reply_from, reply_service = self._reply_sender(message.to, message.messaging_service_sid)
         record = ConversationRecord(
             conversation=str(message.conversation),
@@ -147,11 +161,13 @@ class BotFrameworkBridge:
             reply_service=reply_service,
             activity_id=activity_id,
             attempts=attempts + 1,
+            token_waits=token_waits,
         )
         await self._records.save(bot.id, record)
+        await self._records.note_number(bot.id, message.to)
 
         activity = replace(ctx.activity, service_url=bot.service_url).to_json()
-        outcome = await self._client.post(bot.endpoint.url, activity, bot.auth)
+        outcome = await self._client.post(bot.endpoint.url, activity, bot.auth, bot.scope)
         if isinstance(outcome, Delivered):
             return
         if isinstance(outcome, Refused):
@@ -171,8 +187,14 @@ class BotFrameworkBridge:
                 outcome.reason,
             )
             return
-        decision = self._policy.decide(
-            attempts=record.attempts,
+        policy, failures = self._policy, record.attempts
+        if outcome.no_token:
+            # Nothing was posted: give the attempt back, count a wait for the token instead.
+            record = replace(record, attempts=attempts, token_waits=token_waits + 1)
+            await self._records.save(bot.id, record)
+            policy, failures = self._token_policy, record.token_waits
+        decision = policy.decide(
+            attempts=failures,
             created_at=message.received_at,
             now=datetime.now(UTC),
             retryable=True,
@@ -181,7 +203,7 @@ class BotFrameworkBridge:
         if isinstance(decision, GiveUp):
             raise BotUnavailable(
                 f"{bot.endpoint.shown}: {outcome.reason}; giving up on activity {activity_id} "
-                f"after {record.attempts} attempts: {decision.reason}"
+                f"after {failures} attempts: {decision.reason}"
             )
         delay = decision.delay
         if outcome.timed_out:
@@ -189,7 +211,7 @@ class BotFrameworkBridge:
             # (an answer arriving meanwhile cancels the new post).
             delay = max(delay, self._timeout)
         raise RetryLater(
-            f"{bot.endpoint.shown}: {outcome.reason} (attempt {record.attempts})", delay=delay
+            f"{bot.endpoint.shown}: {outcome.reason} (attempt {failures})", delay=delay
         )
 
     def _reply_sender(self, to: str, service: str | None) -> tuple[str | None, str | None]:
@@ -211,17 +233,24 @@ class BotFrameworkBridge:
         return bot
 
     async def authenticate(self, bot: RemoteBot, authorization: str | None) -> None:
-        """Mode none: the secret path was the check. Mode jwt: the bearer token too."""
+        """Mode none: the secret path was the check. Mode jwt: the bearer token too, and
+        that its caller is one this bot allows: a token is good for the connector path of
+        the bots that allow its caller only."""
         if bot.auth != "jwt":
             return
         assert self._verifier is not None
         try:
-            await self._verifier.verify(authorization)
+            verified = await self._verifier.verify(authorization)
         except InvalidToken as error:
             raise unauthorized(str(error)) from None
         except KeysUnavailable as error:
-            logger.error("cannot check a connector token: %s", error)
-            raise ConnectorError(503, "ServiceError", str(error)) from None
+            # Logged once per failed fetch where the keys are fetched, not per call.
+            raise ConnectorError(503, "ServiceError", str(error), logged=True) from None
+        if not bot.allows(verified.caller):
+            raise unauthorized(
+                f"the token was issued to app {verified.caller!r}, which may not reply as this "
+                "bot (its route's allowed_callers, or SMS_ADAPTER_BOTFRAMEWORK_ALLOWED_CALLERS)"
+            )
 
     async def send(
         self,
@@ -297,7 +326,7 @@ class BotFrameworkBridge:
         person = members[0]["id"].strip()
         if not is_address(person):
             raise bad_request(f"member {person!r} is not a phone number in E.164 form")
-        ours = self._our_address(bot, parameters.get("bot"))
+        ours = await self._our_address(bot, parameters.get("bot"))
         reply_from, reply_service = (
             (None, ours) if is_service_sid(ours) else self._reply_sender(ours, None)
         )
@@ -321,26 +350,40 @@ class BotFrameworkBridge:
             answer["activityId"] = await self.send(bot, person, activity)
         return answer
 
-    def _our_address(self, bot: RemoteBot, account: object) -> str:
+    async def _our_address(self, bot: RemoteBot, account: object) -> str:
         """The number (or Messaging Service) a new conversation is texted from: the
-        conversation parameters' `bot.id` if it is routed to this bot, else the bot's
-        only number."""
+        conversation parameters' `bot.id` if it is one of this bot's, else the bot's
+        only number. A bot's numbers are the keys routed to it by name and, for a bot on
+        the default route (*), the numbers it has been texted at: `*` routes texts to
+        the bot, it does not make every number in the world ours."""
+        named = [
+            route.name
+            for route in self._routes.routes
+            if route.router is bot.router and route.name != DEFAULT_KEY
+        ]
         requested = account.get("id") if isinstance(account, Mapping) else None
         if isinstance(requested, str) and requested.strip():
             requested = requested.strip()
             is_service = is_service_sid(requested)
             route = self._routes.resolve(requested, requested if is_service else None)
-            if (
-                route is None
-                or route.router is not bot.router
-                or not (is_service or is_address(requested))
-            ):
-                raise bad_request(f"bot.id {requested!r} is not one of this bot's numbers")
+            ours = (
+                route is not None
+                and route.router is bot.router
+                and (is_service or is_address(requested))
+                and (
+                    route.name != DEFAULT_KEY or await self._records.knows_number(bot.id, requested)
+                )
+            )
+            if not ours:
+                listed = f" ({', '.join(named)})" if named else ""
+                raise bad_request(
+                    f"bot.id {requested!r} is not one of this bot's numbers{listed}: a bot "
+                    "texts from a number routed to it, or, on the default route (*), from "
+                    "a number it has been texted at"
+                )
             return requested
-        keys = [route.name for route in self._routes.routes if route.router is bot.router]
-        own = [key for key in keys if key != "*"]
-        if len(own) == 1:
-            return own[0]
+        if len(named) == 1:
+            return named[0]
         raise bad_request(
             "say which of our numbers texts the person: set bot.id in the conversation "
             "parameters to one of this bot's numbers"
@@ -374,9 +417,36 @@ def _bind_bots(
                 "give each Bot Framework bot one route block, or the same auth everywhere"
             )
         auth = router.endpoint.auth or config.default_auth
-        bots[secret] = RemoteBot(router, auth, secret, service_url(config.public_url, secret))
+        scope, callers = _jwt_identity(config, router.endpoint) if auth == "jwt" else (None, ())
+        bots[secret] = RemoteBot(
+            router,
+            auth,
+            secret,
+            service_url(config.public_url, secret),
+            scope=scope,
+            allowed_callers=frozenset(callers),
+        )
         router.bind(bridge)
     return bots
+
+
+def _jwt_identity(config: BotFrameworkConfig, endpoint: BotEndpoint) -> tuple[str, tuple[str, ...]]:
+    """A jwt bot's token scope and allowed callers: its route's, else the settings', else
+    derived from its app id (as Azure Bot Service does: tokens for `<app id>/.default`,
+    replies from the bot's own app id)."""
+    app_id = endpoint.app_id or config.bot_app_id
+    if endpoint.scope or endpoint.app_id:
+        scope = endpoint.scope or f"{endpoint.app_id}/.default"
+    else:
+        scope = config.scope or (f"{app_id}/.default" if app_id else FALLBACK_SCOPE)
+    callers = endpoint.allowed_callers or config.allowed_callers or ((app_id,) if app_id else ())
+    if not callers:
+        raise ConfigError(
+            f"{endpoint.shown} uses auth jwt but allows no caller to reply as it: give its "
+            "route bot_app_id (or allowed_callers), or set SMS_ADAPTER_BOTFRAMEWORK_BOT_APP_ID "
+            "or SMS_ADAPTER_BOTFRAMEWORK_ALLOWED_CALLERS"
+        )
+    return scope, callers
 
 
 def _jwt_parts(
@@ -403,7 +473,6 @@ def _jwt_parts(
         token_url=config.token_url,
         client_id=config.app_id,
         client_secret=config.app_password,
-        scope=config.scope,
     )
     verifier = TokenVerifier(
         http,

@@ -17,6 +17,8 @@ class BotFrameworkConfig:
     app_password: str | None = field(default=None, repr=False)
     token_url: str | None = None
     openid_metadata: str | None = None
-    scope: str = "https://api.botframework.com/.default"
+    bot_app_id: str | None = None  # for bots whose route does not give one
+    scope: str | None = None  # for bots whose route gives neither scope nor app id
+    allowed_callers: tuple[str, ...] = ()  # for bots whose route does not say
     issuers: tuple[str, ...] = ()
     audience: str | None = None

@@ -108,7 +108,7 @@ def _endpoint(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
             await bridge.authenticate(bot, request.headers.get("Authorization"))
             return JSONResponse(await operation(request, bridge, bot))
         except ConnectorError as error:
-            if error.status >= 500:
+            if error.status >= 500 and not error.logged:
                 logger.error("connector call refused: %s", error.message)
             else:
                 logger.info("connector call refused (%s): %s", error.status, error.message)

@@ -19,6 +19,12 @@ AUTH_MODES = ("none", "jwt")
 class BotEndpoint:
     url: str  # the messaging endpoint, without the prefix
     auth: str | None = None  # "none" | "jwt"; None: SMS_ADAPTER_BOTFRAMEWORK_AUTH decides
+    # Auth mode jwt: the bot's own app id, the scope of the tokens it is sent (default:
+    # the app id + /.default) and the app ids whose tokens may reply as it (default:
+    # SMS_ADAPTER_BOTFRAMEWORK_ALLOWED_CALLERS, else the app id).
+    app_id: str | None = None
+    scope: str | None = None
+    allowed_callers: tuple[str, ...] | None = None
 
     @property
     def shown(self) -> str:
@@ -37,7 +43,14 @@ def is_botframework_spec(spec: str) -> bool:
     return spec.strip().startswith(PREFIX)
 
 
-def parse_endpoint(spec: str, auth: str | None = None) -> BotEndpoint:
+def parse_endpoint(
+    spec: str,
+    auth: str | None = None,
+    *,
+    app_id: str | None = None,
+    scope: str | None = None,
+    allowed_callers: tuple[str, ...] | None = None,
+) -> BotEndpoint:
     """`botframework+URL` (or a bare URL, as a config file's `botframework_endpoint`)
     as a BotEndpoint; ValueError says what is wrong without repeating the URL."""
     url = spec.strip().removeprefix(PREFIX)
@@ -49,7 +62,9 @@ def parse_endpoint(spec: str, auth: str | None = None) -> BotEndpoint:
         )
     if auth is not None and auth not in AUTH_MODES:
         raise ValueError(f"auth {auth!r} is not one of {', '.join(AUTH_MODES)}")
-    return BotEndpoint(url=url, auth=auth)
+    return BotEndpoint(
+        url=url, auth=auth, app_id=app_id, scope=scope, allowed_callers=allowed_callers
+    )
 
 
 def parse_auth_mode(value: str) -> str:

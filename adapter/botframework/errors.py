@@ -13,11 +13,13 @@ from starlette.responses import JSONResponse
 class ConnectorError(Exception):
     """A connector call we refuse: the HTTP status and the ErrorResponse to answer."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, logged: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        # Already logged where it arose (once per cause, not once per call).
+        self.logged = logged
 
 
 def bad_request(message: str, code: str = "BadArgument") -> ConnectorError:

@@ -1,27 +1,33 @@
-"""Bearer tokens on connector calls in auth mode `jwt`: signature, issuer, audience, expiry.
+"""Bearer tokens on connector calls in auth mode `jwt`, checked as Microsoft's Bot
+Framework SDK checks the tokens a channel receives:
 
-The signing keys come from an OpenID configuration document
-(SMS_ADAPTER_BOTFRAMEWORK_OPENID_METADATA; its `jwks_uri` names the key set) or straight
-from a JWKS URL. Keys are cached; a token signed with a key we do not know makes us fetch
-the set again (at most once a minute, so forged key ids cannot make us hammer the
-endpoint), as signing keys roll over. The issuer is SMS_ADAPTER_BOTFRAMEWORK_ISSUER, else
-the document's `issuer`; the audience is SMS_ADAPTER_BOTFRAMEWORK_AUDIENCE.
+- signed with RS256 by a key of the OpenID metadata's key set
+  (SMS_ADAPTER_BOTFRAMEWORK_OPENID_METADATA; see `signing_keys`);
+- if that key names the channels it endorses (Microsoft's keys do), "sms" among them;
+- issuer SMS_ADAPTER_BOTFRAMEWORK_ISSUER, else the metadata's `issuer`;
+- audience SMS_ADAPTER_BOTFRAMEWORK_AUDIENCE (the adapter's app id);
+- not expired, not before its time, with five minutes of clock skew;
+- a caller: the app id in `appid` (v1.0 tokens, or no `ver`) or `azp` (v2.0). A token
+  naming neither is refused; whether the caller may speak for a bot is the bridge's
+  question (each bot's allowed callers).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import jwt
 
+from adapter.activity import CHANNEL_ID
+from adapter.botframework.signing_keys import KeysUnavailable, SigningKeys, UnknownKey
+
+__all__ = ["InvalidToken", "KeysUnavailable", "TokenVerifier", "VerifiedToken", "caller_app_id"]
+
 ALGORITHMS = ["RS256"]  # what Microsoft's identity platform signs with
 LEEWAY_SECONDS = 300.0  # Bot Framework allows five minutes of clock skew
-KEYS_TTL = 24 * 3600.0
-REFETCH_AT_MOST_EVERY = 60.0
 
 
 class InvalidToken(Exception):
@@ -29,9 +35,10 @@ class InvalidToken(Exception):
     (never the token)."""
 
 
-class KeysUnavailable(Exception):
-    """The signing keys cannot be had now, so no token can be checked: our outage, not
-    the caller's fault (answered 503, and the bot's SDK may try again)."""
+@dataclass(frozen=True)
+class VerifiedToken:
+    caller: str  # the app id the token was issued to
+    claims: dict[str, Any]
 
 
 class TokenVerifier:
@@ -41,17 +48,17 @@ class TokenVerifier:
         metadata_url: str,
         audience: str,
         issuers: Sequence[str] = (),
+        *,
+        keys: SigningKeys | None = None,
+        channel_id: str = CHANNEL_ID,
     ) -> None:
-        self._http = http
-        self._metadata_url = metadata_url
+        self._keys = keys if keys is not None else SigningKeys(http, metadata_url)
         self._audience = audience
         self._issuers = list(issuers)
-        self._keys: dict[str, Any] = {}
-        self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._channel_id = channel_id
 
-    async def verify(self, authorization: str | None) -> dict[str, Any]:
-        """The token's claims, if `authorization` ("Bearer <jwt>") checks out."""
+    async def verify(self, authorization: str | None) -> VerifiedToken:
+        """The token's caller and claims, if `authorization` ("Bearer <jwt>") checks out."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidToken("a bearer token is required (Authorization: Bearer ...)")
@@ -62,69 +69,61 @@ class TokenVerifier:
             raise InvalidToken("the bearer token is not a JWT") from None
         if header.get("alg") not in ALGORITHMS:
             raise InvalidToken(f"tokens must be signed with {', '.join(ALGORITHMS)}")
-        key = await self._key(header.get("kid"))
+        key_id = header.get("kid")
+        if not isinstance(key_id, str) or not key_id:
+            raise InvalidToken("the token names no signing key (kid)")
+        try:
+            key = await self._keys.get(key_id)
+        except UnknownKey:
+            raise InvalidToken(
+                "the token is signed with a key the OpenID metadata does not list"
+            ) from None
+        if key.endorsements is not None and self._channel_id not in key.endorsements:
+            # The SDK's EndorsementsValidator: a key Microsoft endorses for some channels
+            # only cannot vouch for a call to another channel.
+            raise InvalidToken(
+                f"the token's signing key is not endorsed for the {self._channel_id!r} channel"
+            )
+        issuers = self._issuers or ([self._keys.issuer] if self._keys.issuer else [])
+        if not issuers:
+            raise KeysUnavailable(
+                "no issuer to check tokens against: set SMS_ADAPTER_BOTFRAMEWORK_ISSUER"
+            )
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                key,
+                key.key,
                 algorithms=ALGORITHMS,
                 audience=self._audience,
-                issuer=self._issuers,
+                issuer=issuers,
                 leeway=LEEWAY_SECONDS,
                 options={"require": ["exp", "iss", "aud"]},
             )
         except jwt.PyJWTError as error:
             raise InvalidToken(f"the bearer token was refused: {error}") from None
-        return claims
-
-    async def _key(self, key_id: object) -> Any:
-        if not isinstance(key_id, str):
-            raise InvalidToken("the token names no signing key (kid)")
-        async with self._lock:
-            now = time.monotonic()
-            stale = self._fetched_at is None or now - self._fetched_at > KEYS_TTL
-            unknown = key_id not in self._keys
-            may_refetch = self._fetched_at is None or now - self._fetched_at > REFETCH_AT_MOST_EVERY
-            if stale or (unknown and may_refetch):
-                await self._fetch_keys()
-        if key_id not in self._keys:
-            raise InvalidToken("the token is signed with a key the OpenID metadata does not list")
-        return self._keys[key_id]
-
-    async def _fetch_keys(self) -> None:
-        document = await self._get_json(self._metadata_url)
-        if "keys" not in document:
-            jwks_uri = document.get("jwks_uri")
-            if not isinstance(jwks_uri, str):
-                raise KeysUnavailable(
-                    "the OpenID metadata has no jwks_uri; tokens cannot be checked"
-                )
-            if not self._issuers and isinstance(document.get("issuer"), str):
-                self._issuers = [document["issuer"]]
-            document = await self._get_json(jwks_uri)
-        try:
-            key_set = jwt.PyJWKSet.from_dict(document)
-        except jwt.PyJWTError as error:
-            raise KeysUnavailable(f"the signing keys cannot be used: {error}") from None
-        self._keys = {key.key_id: key.key for key in key_set.keys if key.key_id}
-        self._fetched_at = time.monotonic()
-        if not self._issuers:
-            raise KeysUnavailable(
-                "no issuer to check tokens against: set SMS_ADAPTER_BOTFRAMEWORK_ISSUER"
+        caller = caller_app_id(claims)
+        if caller is None:
+            raise InvalidToken(
+                "the bearer token names no caller: it needs an appid claim (v1.0 tokens) "
+                "or an azp claim (v2.0)"
             )
+        return VerifiedToken(caller, claims)
 
-    async def _get_json(self, url: str) -> dict[str, Any]:
-        try:
-            response = await self._http.get(url)
-            response.raise_for_status()
-            data = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise KeysUnavailable(
-                f"signing keys unavailable ({type(error).__name__}); tokens cannot be checked"
-            ) from None
-        if not isinstance(data, dict):
-            raise KeysUnavailable("the OpenID metadata is not a JSON object")
-        return data
+    async def aclose(self) -> None:
+        await self._keys.aclose()
+
+
+def caller_app_id(claims: dict[str, Any]) -> str | None:
+    """The app the token was issued to, as the SDK's `get_app_id_from_claims` reads it:
+    `appid` for v1.0 tokens (or no `ver`), `azp` for v2.0, nothing for other versions."""
+    version = claims.get("ver")
+    if version in (None, "", "1.0"):
+        app_id = claims.get("appid")
+    elif version == "2.0":
+        app_id = claims.get("azp")
+    else:
+        return None
+    return app_id if isinstance(app_id, str) and app_id.strip() else None
 
 
 def crypto_available() -> bool:

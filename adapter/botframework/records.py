@@ -20,6 +20,7 @@ from typing import Any
 from adapter.store.base import Store
 
 KEY_PREFIX = "botframework:"
+NUMBER_KEY_PREFIX = "botframework-number:"
 _LOCK_STRIPES = 64
 
 
@@ -32,6 +33,8 @@ class ConversationRecord:
     activity_id: str | None = None  # the last text posted to the bot
     attempts: int = 0  # posts of `activity_id` made so far
     answered: bool = False  # the bot sent something in reply to `activity_id`
+    # Times `activity_id` waited for a token (auth jwt), not counted among its attempts.
+    token_waits: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ConversationRecord:
@@ -44,6 +47,22 @@ class ConversationRecords:
         # Read-modify-write of one record (marking it answered while a reply arrives)
         # is serialised within this process; striped, so memory stays bounded.
         self._locks = [asyncio.Lock() for _ in range(_LOCK_STRIPES)]
+        # (bot, number) pairs known to be in the store: each is written once per process.
+        self._numbers_noted: set[tuple[str, str]] = set()
+
+    async def note_number(self, bot_id: str, number: str) -> None:
+        """The bot was texted at our `number`: it may start conversations from it."""
+        if (bot_id, number) in self._numbers_noted:
+            return
+        key = _number_key(bot_id, number)
+        if not await self._store.load_state(key):
+            await self._store.save_state(key, {"texted": True})
+        self._numbers_noted.add((bot_id, number))
+
+    async def knows_number(self, bot_id: str, number: str) -> bool:
+        if (bot_id, number) in self._numbers_noted:
+            return True
+        return bool(await self._store.load_state(_number_key(bot_id, number)))
 
     async def find(self, bot_id: str, person: str) -> ConversationRecord | None:
         data = await self._store.load_state(_key(bot_id, person))
@@ -60,6 +79,10 @@ class ConversationRecords:
             if record is None or record.activity_id != activity_id or record.answered:
                 return
             await self.save(bot_id, replace(record, answered=True))
+
+
+def _number_key(bot_id: str, number: str) -> str:
+    return f"{NUMBER_KEY_PREFIX}{bot_id}|{number}"
 
 
 def _key(bot_id: str, person: str) -> str:

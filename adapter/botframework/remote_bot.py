@@ -37,6 +37,16 @@ class RemoteBotRouter(Router):
         await self._runner.run_turn(self, ctx)
 
 
-def remote_bot_router(spec: str, auth: str | None = None) -> RemoteBotRouter:
+def remote_bot_router(
+    spec: str,
+    auth: str | None = None,
+    *,
+    app_id: str | None = None,
+    scope: str | None = None,
+    allowed_callers: tuple[str, ...] | None = None,
+) -> RemoteBotRouter:
     """The Router for `botframework+URL`; ValueError if the spec is not a usable URL."""
-    return RemoteBotRouter(parse_endpoint(spec, auth))
+    endpoint = parse_endpoint(
+        spec, auth, app_id=app_id, scope=scope, allowed_callers=allowed_callers
+    )
+    return RemoteBotRouter(endpoint)

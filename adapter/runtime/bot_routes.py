@@ -53,7 +53,12 @@ _TOML_KEYS = (
     "botframework_endpoint",
     "auth",
     "send",
+    "bot_app_id",
+    "scope",
+    "allowed_callers",
 )
+# Keys only a Bot Framework bot's route may have (each also a RouteSpec field).
+_BOTFRAMEWORK_KEYS = ("auth", "bot_app_id", "scope", "allowed_callers")
 
 
 class BotConfigError(ConfigError, ValueError):
@@ -71,13 +76,22 @@ class RouteSpec:
     send_via_messaging_service: str | None = None
     auth: str | None = None  # Bot Framework bots only: "none" or "jwt"
     send: SendOptions = field(default_factory=SendOptions)  # [routes.send]: for every reply
+    # Bot Framework bots in auth mode jwt: the bot's app id, the scope of its tokens, the
+    # app ids allowed to reply as it.
+    bot_app_id: str | None = None
+    scope: str | None = None
+    allowed_callers: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.key != DEFAULT_KEY and not is_address(self.key) and not is_service_sid(self.key):
             raise BotConfigError(f"{self.key!r} is not a route key: {_KEY_HELP}")
         _check_spec(self.bot)
-        if self.auth is not None and not is_botframework_spec(self.bot):
-            raise BotConfigError("auth applies to Bot Framework bots (botframework_endpoint) only")
+        if not is_botframework_spec(self.bot):
+            given = [name for name in _BOTFRAMEWORK_KEYS if getattr(self, name) is not None]
+            if given:
+                raise BotConfigError(
+                    f"{', '.join(given)} applies to Bot Framework bots (botframework_endpoint) only"
+                )
         service = self.send_via_messaging_service
         if service is not None and not is_service_sid(service):
             raise BotConfigError(
@@ -99,13 +113,20 @@ class RouteSpec:
 def load_route_table(specs: Iterable[RouteSpec]) -> RouteTable:
     """Load each bot the specs name (once per bot, however many routes share it)."""
     routes: dict[str, Route] = {}
-    loaded: dict[tuple[str, str | None], Router] = {}
+    loaded: dict[tuple[object, ...], Router] = {}
     for spec in specs:
         if spec.key in routes:
             raise BotConfigError(f"two routes for {_key_name(spec.key)}")
-        if (spec.bot, spec.auth) not in loaded:
-            loaded[spec.bot, spec.auth] = load_bot(spec.bot, spec.auth)
-        router = loaded[spec.bot, spec.auth]
+        how = (spec.bot, spec.auth, spec.bot_app_id, spec.scope, spec.allowed_callers)
+        if how not in loaded:
+            loaded[how] = load_bot(
+                spec.bot,
+                spec.auth,
+                app_id=spec.bot_app_id,
+                scope=spec.scope,
+                allowed_callers=spec.allowed_callers,
+            )
+        router = loaded[how]
         # A Bot Framework URL may hold a key: its Router's name shows it without.
         bot_name = router.name if is_botframework_spec(spec.bot) else spec.bot
         routes[spec.key] = Route(
@@ -134,14 +155,23 @@ def build_route_table(settings: Settings) -> RouteTable:
     return load_route_table(specs)
 
 
-def load_bot(spec: str, auth: str | None = None) -> Router:
+def load_bot(
+    spec: str,
+    auth: str | None = None,
+    *,
+    app_id: str | None = None,
+    scope: str | None = None,
+    allowed_callers: tuple[str, ...] | None = None,
+) -> Router:
     """Import the bot named by `spec` ("package.module:attribute") and return its Router;
     for a Bot Framework bot (`botframework+URL`), the Router that posts texts to it."""
     spec = spec.strip()
     _check_spec(spec)
     if is_botframework_spec(spec):
         try:
-            return remote_bot_router(spec, auth)
+            return remote_bot_router(
+                spec, auth, app_id=app_id, scope=scope, allowed_callers=allowed_callers
+            )
         except ValueError as error:
             raise BotConfigError(f"bot {_shown(spec)}: {error}") from None
     module_name, _, attribute = spec.partition(":")
@@ -221,7 +251,9 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
     validity_period = 600          # the names of ctx.reply()'s options, but send_at
 
     A Bot Framework bot is `botframework_endpoint = "https://..."` instead of `bot`, with an
-    optional `auth = "none"` or `"jwt"`.
+    optional `auth = "none"` or `"jwt"`, and for jwt `bot_app_id = "..."` (the bot's app
+    id), `scope = "..."` (default: the app id + /.default) and `allowed_callers = [...]`
+    (the app ids whose tokens may reply as the bot; default: the app id).
     """
     tables = data.get("routes")
     if not isinstance(tables, list | tuple) or not tables:
@@ -248,7 +280,8 @@ def routes_from_toml(data: Mapping[str, Any]) -> list[RouteSpec]:
             except ValueError as error:
                 raise BotConfigError(f"{where}: auth {auth!r}: {error}") from None
         send = _toml_send(table.get("send", {}), where)
-        specs.append(_route_spec(key, bot, where, service, auth, send))
+        options = _toml_jwt_options(table, where)
+        specs.append(_route_spec(key, bot, where, service, auth, send, **options))
     _reject_duplicates(specs, "[[routes]]")
     return specs
 
@@ -262,6 +295,32 @@ def _toml_send(value: object, where: str) -> SendOptions:
         raise BotConfigError(f"{where}: {error}") from None
     except TypeError as error:  # a TOML value of the wrong kind for a dataclass field
         raise BotConfigError(f"{where}: send: {error}") from None
+
+
+def _toml_jwt_options(table: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """bot_app_id, scope and allowed_callers of a [[routes]] table, checked."""
+    options: dict[str, Any] = {}
+    for name in ("bot_app_id", "scope"):
+        value = table.get(name)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise BotConfigError(f"{where}: {name} must be a non-empty string")
+            options[name] = value.strip()
+    callers = table.get("allowed_callers")
+    if callers is not None:
+        if isinstance(callers, str):
+            callers = [callers]
+        if (
+            not isinstance(callers, list)
+            or not callers
+            or not all(isinstance(item, str) and item.strip() for item in callers)
+        ):
+            raise BotConfigError(
+                f'{where}: allowed_callers must be a list of app ids, like ["<app id>"] '
+                '(or ["*"] for any caller)'
+            )
+        options["allowed_callers"] = tuple(item.strip() for item in callers)
+    return options
 
 
 def _toml_bot(table: Mapping[str, Any], where: str) -> str:
@@ -310,9 +369,10 @@ def _route_spec(
     service: str | None = None,
     auth: str | None = None,
     send: SendOptions | None = None,
+    **jwt_options: Any,
 ) -> RouteSpec:
     try:
-        return RouteSpec(key, bot, service, auth, send or SendOptions())
+        return RouteSpec(key, bot, service, auth, send or SendOptions(), **jwt_options)
     except BotConfigError as error:
         raise BotConfigError(f"{where}: {error}") from None
 

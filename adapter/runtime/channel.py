@@ -229,7 +229,9 @@ def botframework_config(settings: Settings) -> BotFrameworkConfig:
         app_password=settings.botframework_app_password,
         token_url=settings.botframework_token_url,
         openid_metadata=settings.botframework_openid_metadata,
+        bot_app_id=settings.botframework_bot_app_id,
         scope=settings.botframework_scope,
+        allowed_callers=settings.botframework_allowed_callers,
         issuers=settings.botframework_issuer,
         audience=settings.botframework_audience,
     )

@@ -102,7 +102,7 @@ def _networks(value: str) -> tuple[Network, ...]:
     return tuple(parse_trusted_proxies(value))
 
 
-def _issuers(value: str) -> tuple[str, ...]:
+def _comma_list(value: str) -> tuple[str, ...]:
     return tuple(issuer.strip() for issuer in value.split(",") if issuer.strip())
 
 
@@ -385,11 +385,23 @@ class Settings:
         _url,
         "jwt: the OAuth token endpoint tokens for posting to bots come from (client credentials).",
     )
-    botframework_scope: str = setting(
+    botframework_bot_app_id: str | None = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_BOT_APP_ID",
+        _text,
+        "jwt: the bot's app id, for routes that do not give bot_app_id: the scope of its tokens and the caller allowed to reply as it.",
+    )
+    botframework_scope: str | None = setting(
         "SMS_ADAPTER_BOTFRAMEWORK_SCOPE",
         _text,
-        "jwt: the scope asked for (e.g. the bot's app id + /.default).",
-        default="https://api.botframework.com/.default",
+        "jwt: the scope of the tokens posted to bots whose route does not give scope or bot_app_id.",
+        documented="the bot's app id + /.default",
+    )
+    botframework_allowed_callers: tuple[str, ...] = setting(
+        "SMS_ADAPTER_BOTFRAMEWORK_ALLOWED_CALLERS",
+        _comma_list,
+        "jwt: app ids whose tokens may reply as a bot whose route does not give allowed_callers, comma-separated (* for any).",
+        default="",
+        documented="the bot's app id",
     )
     botframework_openid_metadata: str | None = setting(
         "SMS_ADAPTER_BOTFRAMEWORK_OPENID_METADATA",
@@ -399,7 +411,7 @@ class Settings:
     # Several issuers, comma-separated; the name stays singular, like the variable and key.
     botframework_issuer: tuple[str, ...] = setting(
         "SMS_ADAPTER_BOTFRAMEWORK_ISSUER",
-        _issuers,
+        _comma_list,
         "jwt: issuers accepted on connector tokens, comma-separated.",
         default="",
         documented="the metadata's issuer",

@@ -15,6 +15,7 @@ import pytest
 from adapter.cli.dev import create_dev_app
 from adapter.runtime.settings import Settings
 from tests.botframework.harness import Running, StockBot
+from tests.botframework.identity import idp  # noqa: F401 - the identity provider fixture
 from tests.processes import free_port
 from tests.servers import bound_socket, serve
 

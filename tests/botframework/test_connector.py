@@ -270,6 +270,11 @@ async def test_a_bot_starts_a_conversation_with_a_new_number(adapter: Adapter) -
         ({"bot": {"id": DEV_NUMBER}, "members": []}, "exactly one person"),
         ({"bot": {"id": DEV_NUMBER}, "members": [{"id": "alice"}]}, "E.164"),
         ({"bot": {"id": DEV_NUMBER}, "members": [{"id": STRANGER}], "isGroup": True}, "group"),
+        # The bot is on the default route (*): that routes texts to it, it does not make
+        # every number ours. Only the numbers it has been texted at are its.
+        ({"bot": {"id": "+15559990000"}, "members": [{"id": STRANGER}]}, "not one of this bot's"),
+        ({"bot": {"id": "MG" + "0" * 32}, "members": [{"id": STRANGER}]}, "not one of this bot's"),
+        ({"bot": {"id": "alice"}, "members": [{"id": STRANGER}]}, "not one of this bot's"),
     ],
 )
 async def test_a_conversation_that_cannot_be_started_is_refused(
@@ -281,6 +286,9 @@ async def test_a_conversation_that_cannot_be_started_is_refused(
 
     assert answer.status_code == 400
     assert message in answer.json()["error"]["message"]
+    await adapter.http.post(activities_url(activity), json={"type": "message", "text": "ok"})
+    await adapter.wait_for_sms(PERSON, 1)
+    assert await adapter.sms_to(STRANGER) == []  # nothing was texted from anywhere
 
 
 async def test_long_text_and_media_are_sent_as_sms_can_carry_them(adapter: Adapter) -> None:

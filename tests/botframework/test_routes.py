@@ -69,11 +69,67 @@ def test_a_config_file_names_the_endpoint_and_its_auth() -> None:
             "not both",
         ),
         ({"number": NUMBER, "botframework_endpoint": "ftp://bot"}, "http(s) URL"),
+        ({"number": NUMBER, "bot": "bots.echo:router", "bot_app_id": "b"}, "Bot Framework bots"),
+        (
+            {"number": NUMBER, "botframework_endpoint": ENDPOINT, "allowed_callers": []},
+            "list of app ids",
+        ),
+        (
+            {"number": NUMBER, "botframework_endpoint": ENDPOINT, "allowed_callers": [1]},
+            "list of app ids",
+        ),
+        ({"number": NUMBER, "botframework_endpoint": ENDPOINT, "scope": " "}, "non-empty"),
     ],
 )
 def test_a_bad_botframework_route_is_refused(table: dict[str, object], message: str) -> None:
     with pytest.raises(BotConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_route_table(routes_from_toml({"routes": [table]}))
+
+
+@pytest.mark.parametrize(
+    ("route", "overrides", "scope", "callers"),
+    [
+        ({"bot_app_id": "bot"}, {}, "bot/.default", {"bot"}),
+        ({"bot_app_id": "bot", "scope": "api://bot/.default"}, {}, "api://bot/.default", {"bot"}),
+        ({"bot_app_id": "bot", "allowed_callers": ["a", "b"]}, {}, "bot/.default", {"a", "b"}),
+        (
+            {},
+            {"botframework_bot_app_id": "bot", "botframework_allowed_callers": ("x",)},
+            "bot/.default",
+            {"x"},
+        ),
+        (
+            {"bot_app_id": "own"},
+            {"botframework_scope": "global/.default", "botframework_allowed_callers": ("*",)},
+            "own/.default",
+            {"*"},
+        ),
+        ({"allowed_callers": ["x"]}, {}, "https://api.botframework.com/.default", {"x"}),
+    ],
+)
+async def test_a_jwt_bot_gets_its_scope_and_callers_from_its_route_else_the_settings(
+    tmp_path: Path,
+    route: dict[str, object],
+    overrides: dict[str, object],
+    scope: str,
+    callers: set[str],
+) -> None:
+    table = {"number": NUMBER, "botframework_endpoint": ENDPOINT, "auth": "jwt", **route}
+    channel = build_channel(
+        settings(
+            tmp_path,
+            routes=(table,),
+            botframework_app_id="adapter",
+            botframework_app_password="password",
+            botframework_token_url="https://login.example.com/token",
+            botframework_openid_metadata="https://login.example.com/.well-known/openid",
+            **overrides,
+        )
+    )
+    [bot] = channel.botframework.bots
+    await channel.botframework.aclose()
+
+    assert (bot.scope, set(bot.allowed_callers)) == (scope, callers)
 
 
 def test_the_service_url_secret_is_stable_and_differs_per_bot_and_key() -> None:
@@ -100,7 +156,11 @@ async def test_the_channel_gives_each_bot_its_service_url(tmp_path: Path) -> Non
     ("overrides", "message"),
     [
         ({"public_url": None}, "SMS_ADAPTER_PUBLIC_URL is not set"),
-        ({"botframework_auth": "jwt"}, "SMS_ADAPTER_BOTFRAMEWORK_APP_ID"),
+        ({"botframework_auth": "jwt"}, "allows no caller to reply as it"),
+        (
+            {"botframework_auth": "jwt", "botframework_bot_app_id": "bot"},
+            "SMS_ADAPTER_BOTFRAMEWORK_APP_ID",
+        ),
     ],
 )
 def test_a_channel_that_cannot_reach_its_bot_does_not_start(

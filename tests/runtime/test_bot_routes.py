@@ -351,7 +351,9 @@ def test_a_route_table_that_cannot_work_is_refused(specs: list[RouteSpec], messa
         ((NUMBER, ECHO, "MG"), "send_via_messaging_service 'MG' is not a Messaging Service SID"),
     ],
 )
-def test_a_route_spec_is_checked_when_made(args: tuple[str, ...], message: str) -> None:
+def test_a_route_spec_is_checked_when_made(
+    args: tuple[str, str, *tuple[str, ...]], message: str
+) -> None:
     with pytest.raises(BotConfigError, match=re.escape(message)):
         RouteSpec(*args)
 
