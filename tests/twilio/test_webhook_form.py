@@ -447,3 +447,16 @@ def test_status_callbacks_that_are_not_twilios_are_refused(
 def test_message_status_wins_over_the_older_sms_status() -> None:
     form = [("MessageSid", SMS_SID), ("SmsStatus", "sent"), ("MessageStatus", "delivered")]
     assert parse_status_callback(form).status == "delivered"
+
+
+def test_a_picture_with_no_body_field_is_an_empty_text_not_none() -> None:
+    form = [pair for pair in _inbound(("NumMedia", "0")) if pair[0] != "Body"]
+    message = parse_inbound(form)
+    assert message.body == ""
+    assert Activity.from_inbound(message).to_json()["text"] == ""
+
+
+def test_a_sloppy_form_is_read_as_far_as_it_goes() -> None:
+    # An empty piece or a name without "=" (a proxy's doing, never Twilio's) is skipped or
+    # kept blank rather than refusing the whole text.
+    assert parse_form(b"Body=hi&&From=%2B1&flag") == [("Body", "hi"), ("From", "+1"), ("flag", "")]
