@@ -209,8 +209,18 @@ FAMILY = "👨\u200d👩\u200d👧"  # one emoji: man, ZWJ, woman, ZWJ, girl
         ("xxx" + FAMILY + "yyyyy", 5, ["xxx", FAMILY, "yyyyy"]),
         # One sequence longer than a whole part is cut at the limit, as a long word is.
         (FAMILY + "yy", 3, [FAMILY[:3], FAMILY[3:] + "y", "y"]),
+        # A letter keeps its stack of accents, even when only two letters fit before it.
+        ("abc" + "\u0301" * 3 + "d", 5, ["ab", "c" + "\u0301" * 3 + "d"]),
     ],
-    ids=["last-space", "space-second", "limit-one", "no-space", "zwj-emoji", "zwj-too-long"],
+    ids=[
+        "last-space",
+        "space-second",
+        "limit-one",
+        "no-space",
+        "zwj-emoji",
+        "zwj-too-long",
+        "accents-after-two-letters",
+    ],
 )
 def test_where_split_ends_each_part(text: str, limit: int, parts: list[str]) -> None:
     assert split_body(text, limit) == parts
