@@ -356,6 +356,38 @@ def test_a_sender_whose_first_text_is_held_by_a_pause_keeps_its_place() -> None:
     assert run_virtual(main) == {"A": [5, 6, 7], "B": [5]}
 
 
+def test_a_sender_waiting_out_a_pause_keeps_its_turn_while_others_arrive() -> None:
+    # A's texts queue for A's turn while 429 pauses hold them; their spacing has run out
+    # by then, but a new sender arriving (which tidies away idle senders) must not drop
+    # A's queue, or A's next text would start beside the one still waiting.
+    async def main() -> dict[str, list[float]]:
+        limits = limiter(per_sender_mps=1.0)
+        starts: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+
+        async def text(sender: str, at: float) -> None:
+            await asyncio.sleep(at)
+            async with limits.slot(sender):
+                starts[sender].append(now())
+
+        async def twilio_429(at: float, retry_after: float) -> None:
+            await asyncio.sleep(at)
+            limits.slow_down(retry_after)
+
+        await asyncio.gather(
+            text("A", 0),
+            text("A", 0),  # waits its turn to t=1, then the pause to t=5.5
+            twilio_429(0.5, 5.0),
+            text("A", 1.5),  # queued behind it: t=6.5, then the next pause to t=9
+            text("B", 2),
+            twilio_429(6, 3.0),
+            text("C", 7),
+            text("A", 8),  # one second after the text before it, never beside it
+        )
+        return starts
+
+    assert run_virtual(main) == {"A": [0, 5.5, 9, 10], "B": [5.5], "C": [9]}
+
+
 # --- 429 pauses ------------------------------------------------------------------
 
 
@@ -590,6 +622,44 @@ def test_a_cancelled_wait_counts_in_the_wait_metrics(
         return limits.waits, limits.wait_seconds
 
     assert run_virtual(main) == (1, 0.5), case
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        # Held at the concurrency cap until the one slot frees at t=0.5.
+        ("concurrency", (1, 0.5)),
+        # The second request queues behind the first, which waits out a pause to t=1;
+        # then it may start at once: both waited, one second each.
+        ("queue behind a pause", (2, 2.0)),
+        # A's third text, queued behind the second, is cancelled at t=0.5; the second
+        # waits its turn until t=1.
+        ("cancelled in its sender's queue", (2, 1.5)),
+    ],
+)
+def test_every_kind_of_wait_is_counted(case: str, expected: tuple[int, float]) -> None:
+    async def main() -> tuple[int, float]:
+        if case == "concurrency":
+            limits = limiter(max_concurrency=1)
+            holder = asyncio.create_task(request(limits, [], hold=0.5))
+            await asyncio.sleep(0)
+            await request(limits, [])
+            await holder
+        elif case == "queue behind a pause":
+            limits = limiter()
+            limits.slow_down(1.0)
+            await requests_at_once(limits, [None, None])
+        else:
+            limits = limiter(per_sender_mps=1.0)
+            await request(limits, [], "A")
+            second = asyncio.create_task(request(limits, [], "A"))
+            third = asyncio.create_task(request(limits, [], "A"))
+            await asyncio.sleep(0.5)
+            third.cancel()
+            await asyncio.gather(second, third, return_exceptions=True)
+        return limits.waits, limits.wait_seconds
+
+    assert run_virtual(main) == expected, case
 
 
 # --- settings --------------------------------------------------------------------
