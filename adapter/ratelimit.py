@@ -106,6 +106,16 @@ class Limiter(Protocol):
 
 
 @dataclass
+class Waiting:
+    """Whether one request has blocked yet on its way to a slot.
+
+    Set before each await that blocks, not returned after it, so that a request
+    cancelled while it waits still counts in the wait metrics."""
+
+    blocked: bool = False
+
+
+@dataclass
 class _SenderGate:
     """One sender's queue: whoever holds `lock` is the next of its requests to go."""
 
@@ -192,9 +202,10 @@ class LimiterBase:
         """This process's requests in flight."""
         return self._in_flight
 
-    def _count_wait(self, arrived: float) -> None:
-        self._waits += 1
-        self._wait_seconds += self._clock() - arrived
+    def _count_wait(self, arrived: float, waiting: Waiting) -> None:
+        if waiting.blocked:
+            self._waits += 1
+            self._wait_seconds += self._clock() - arrived
 
 
 class AccountLimiter(LimiterBase):
@@ -249,34 +260,33 @@ class AccountLimiter(LimiterBase):
     async def _acquire(self, sender: str | None) -> int:
         """Wait for admission; returns the slow_down() count at the start."""
         arrived = self._clock()
-        waited = False
+        waiting = Waiting()
         try:
             if sender is None or self._sender_interval is None:
-                _, waited = await self._admit()
+                await self._admit(waiting)
             else:
-                waited = await self._admit_for_sender(sender, self._sender_interval)
+                await self._admit_for_sender(sender, self._sender_interval, waiting)
         finally:
             # Cancelled waits count too: they are time callers spent blocked.
-            if waited:
-                self._count_wait(arrived)
+            self._count_wait(arrived, waiting)
         return self._pause.slowdowns
 
-    async def _admit_for_sender(self, sender: str, interval: float) -> bool:
+    async def _admit_for_sender(self, sender: str, interval: float, waiting: Waiting) -> None:
         gate = self._gates.get(sender)
         if gate is None:
             self._forget_idle_gates()
             gate = self._gates[sender] = _SenderGate(asyncio.Lock(), float("-inf"))
         gate.users += 1
         try:
-            waited = gate.lock.locked()
+            if gate.lock.locked():
+                waiting.blocked = True
             async with gate.lock:
                 while (delay := gate.next_start - self._clock()) > 0:
-                    waited = True
+                    waiting.blocked = True
                     await self._sleep(delay)
-                started, waited_for_account = await self._admit()
+                started = await self._admit(waiting)
                 # Spaced from the actual start, which the account queue may delay.
                 gate.next_start = started + interval
-            return waited or waited_for_account
         finally:
             gate.users -= 1
 
@@ -288,18 +298,19 @@ class AccountLimiter(LimiterBase):
         for sender in idle:
             del self._gates[sender]
 
-    async def _admit(self) -> tuple[float, bool]:
+    async def _admit(self, waiting: Waiting) -> float:
         """Wait until the account's limits let one more request start, and count it
-        as started. Returns when it started and whether it had to wait.
+        as started. Returns when it started; marks `waiting` if it had to wait.
 
         Nothing is recorded until the final check passes, with no await between
         the check and the record: a caller cancelled while waiting leaves no trace.
         """
-        waited = self._admission.locked()
+        if self._admission.locked():
+            waiting.blocked = True
         async with self._admission:
             while True:
                 if self._in_flight >= self._max_concurrency:
-                    waited = True
+                    waiting.blocked = True
                     self._slot_freed.clear()
                     await self._slot_freed.wait()
                     continue
@@ -312,9 +323,9 @@ class AccountLimiter(LimiterBase):
                 if ready_at > now:
                     # Re-checked after the sleep: a slow_down() may have moved the
                     # pause on, and sleeps may end a little early.
-                    waited = True
+                    waiting.blocked = True
                     await self._sleep(ready_at - now)
                     continue
                 self._in_flight += 1
                 self._window.append(now + self._rate.per_seconds)
-                return now, waited
+                return now

@@ -21,12 +21,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_lint() -> None:
-    result = _run("ruff", "check", "adapter", "bots", "tests", "benchmarks")
+    result = _run("ruff", "check", "adapter", "bots", "tests", "benchmarks", "tools")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format() -> None:
-    result = _run("ruff", "format", "--check", "adapter", "bots", "tests", "benchmarks")
+    result = _run("ruff", "format", "--check", "adapter", "bots", "tests", "benchmarks", "tools")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -10,6 +10,7 @@ instead of a hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import selectors
 from collections.abc import Callable, Coroutine
@@ -317,6 +318,76 @@ def test_sender_spacing_survives_idle_periods() -> None:
     assert run_virtual(main) == [0, 2, 7]
 
 
+def test_a_sender_waiting_its_turn_keeps_its_spacing_while_others_come_and_go() -> None:
+    # At 1 msg/s two texts from one number never start within the same second, even
+    # when other senders arrive meanwhile (each arrival tidies away idle senders).
+    async def main() -> dict[str, list[float]]:
+        limits = limiter(per_sender_mps=1.0)
+        starts: dict[str, list[float]] = {"A": [], "B": []}
+
+        async def text(sender: str, at: float) -> None:
+            await asyncio.sleep(at)
+            async with limits.slot(sender):
+                starts[sender].append(now())
+
+        await asyncio.gather(text("A", 0), text("A", 0), text("B", 0.5), text("A", 0.6))
+        return starts
+
+    assert run_virtual(main) == {"A": [0, 1, 2], "B": [0.5]}
+
+
+def test_a_sender_whose_first_text_is_held_by_a_pause_keeps_its_place() -> None:
+    # The first text from A waits out a 429 pause while holding A's turn; a second text
+    # from A queues behind it. B arriving meanwhile must not drop A's queue, or a third
+    # text from A would start beside the first.
+    async def main() -> dict[str, list[float]]:
+        limits = limiter(per_sender_mps=1.0)
+        limits.slow_down(5.0)
+        starts: dict[str, list[float]] = {"A": [], "B": []}
+
+        async def text(sender: str, at: float) -> None:
+            await asyncio.sleep(at)
+            async with limits.slot(sender):
+                starts[sender].append(now())
+
+        await asyncio.gather(text("A", 0), text("A", 0), text("B", 1), text("A", 2))
+        return starts
+
+    assert run_virtual(main) == {"A": [5, 6, 7], "B": [5]}
+
+
+def test_a_sender_waiting_out_a_pause_keeps_its_turn_while_others_arrive() -> None:
+    # A's texts queue for A's turn while 429 pauses hold them; their spacing has run out
+    # by then, but a new sender arriving (which tidies away idle senders) must not drop
+    # A's queue, or A's next text would start beside the one still waiting.
+    async def main() -> dict[str, list[float]]:
+        limits = limiter(per_sender_mps=1.0)
+        starts: dict[str, list[float]] = {"A": [], "B": [], "C": []}
+
+        async def text(sender: str, at: float) -> None:
+            await asyncio.sleep(at)
+            async with limits.slot(sender):
+                starts[sender].append(now())
+
+        async def twilio_429(at: float, retry_after: float) -> None:
+            await asyncio.sleep(at)
+            limits.slow_down(retry_after)
+
+        await asyncio.gather(
+            text("A", 0),
+            text("A", 0),  # waits its turn to t=1, then the pause to t=5.5
+            twilio_429(0.5, 5.0),
+            text("A", 1.5),  # queued behind it: t=6.5, then the next pause to t=9
+            text("B", 2),
+            twilio_429(6, 3.0),
+            text("C", 7),
+            text("A", 8),  # one second after the text before it, never beside it
+        )
+        return starts
+
+    assert run_virtual(main) == {"A": [0, 5.5, 9, 10], "B": [5.5], "C": [9]}
+
+
 # --- 429 pauses ------------------------------------------------------------------
 
 
@@ -363,6 +434,8 @@ Step = float | None | str
         ("Retry-After leaves the own backoff alone", [3.0, None, "ok"], [0, 3, 4]),
         ("a zero Retry-After means our own backoff", [0.0, "ok"], [0, 1]),
         ("a huge Retry-After is capped", [1e9, "ok"], [0, MAX_BACKOFF]),
+        # Our own backoff has grown to 2 s here, so a 1 s pause can only be Twilio's.
+        ("a Retry-After of one second is honoured", [None, 1.0, "ok"], [0, 1, 2]),
     ],
 )
 def test_429_pauses(case: str, script: list[Step], expected_starts: list[float]) -> None:
@@ -413,6 +486,34 @@ def test_a_burst_of_429s_from_requests_in_flight_is_one_pause() -> None:
         return await request(limits, [])
 
     assert run_virtual(main) == 1.1
+
+
+def test_a_request_in_flight_during_a_429_does_not_count_as_a_success() -> None:
+    # A success halves our own backoff only when no 429 came while it was in flight;
+    # otherwise one slow success would undo the lesson of the 429 beside it.
+    async def main() -> float:
+        limits = limiter()
+
+        async def rejected(at: float) -> None:
+            await asyncio.sleep(at)
+            with contextlib.suppress(TooManyRequests):
+                async with limits.slot():
+                    await asyncio.sleep(0.5)
+                    limits.slow_down(None)
+                    raise TooManyRequests
+
+        async def slow_success() -> None:
+            async with limits.slot():
+                await asyncio.sleep(3)  # t=1.5 to 4.5, across the 429 at t=2
+
+        await rejected(0)  # 429 at t=0.5: a 1 s pause; the next one would be 2 s
+        # Both start when the pause ends at t=1.5; the 429 at t=2 pauses 2 s and makes
+        # the next pause 4 s. The success at t=4.5 must not halve that back to 2 s.
+        await asyncio.gather(slow_success(), rejected(0))
+        await rejected(0)  # starts at t=4.5, 429 at t=5: a 4 s pause
+        return await request(limits, [])
+
+    assert run_virtual(main) == 9.0
 
 
 # --- cancellation ----------------------------------------------------------------
@@ -485,6 +586,80 @@ def test_counts_waits_and_time_waited() -> None:
 
     # The first of the three waits 1 s for the first request's window, then 2 s, 3 s.
     assert run_virtual(main) == (0, 0.0, 3, 6.0)
+
+
+def test_time_waited_is_counted_from_each_arrival() -> None:
+    async def main() -> tuple[int, float]:
+        limits = limiter(rate=Rate(1, 1.0))
+        await request(limits, [])  # t=0; the window is full until t=1
+        await asyncio.sleep(0.75)
+        await request(limits, [])  # arrives at 0.75, starts at 1
+        return limits.waits, limits.wait_seconds
+
+    assert run_virtual(main) == (1, 0.25)
+
+
+@pytest.mark.parametrize(
+    ("case", "make_limiter", "sender"),
+    [
+        ("waiting for room in the window", lambda: limiter(rate=Rate(1, 1.0)), None),
+        ("waiting for its sender's turn", lambda: limiter(per_sender_mps=1.0), "A"),
+    ],
+)
+def test_a_cancelled_wait_counts_in_the_wait_metrics(
+    case: str, make_limiter: Callable[[], AccountLimiter], sender: str | None
+) -> None:
+    # A send cancelled while it waits (shutdown, a lease lost) still spent that time
+    # blocked: sms_adapter_rate_limit_wait_seconds must show it.
+    async def main() -> tuple[int, float]:
+        limits = make_limiter()
+        await request(limits, [], sender)
+        await asyncio.sleep(0.25)
+        waiter = asyncio.create_task(request(limits, [], sender))
+        await asyncio.sleep(0.5)
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        return limits.waits, limits.wait_seconds
+
+    assert run_virtual(main) == (1, 0.5), case
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        # Held at the concurrency cap until the one slot frees at t=0.5.
+        ("concurrency", (1, 0.5)),
+        # The second request queues behind the first, which waits out a pause to t=1;
+        # then it may start at once: both waited, one second each.
+        ("queue behind a pause", (2, 2.0)),
+        # A's third text, queued behind the second, is cancelled at t=0.5; the second
+        # waits its turn until t=1.
+        ("cancelled in its sender's queue", (2, 1.5)),
+    ],
+)
+def test_every_kind_of_wait_is_counted(case: str, expected: tuple[int, float]) -> None:
+    async def main() -> tuple[int, float]:
+        if case == "concurrency":
+            limits = limiter(max_concurrency=1)
+            holder = asyncio.create_task(request(limits, [], hold=0.5))
+            await asyncio.sleep(0)
+            await request(limits, [])
+            await holder
+        elif case == "queue behind a pause":
+            limits = limiter()
+            limits.slow_down(1.0)
+            await requests_at_once(limits, [None, None])
+        else:
+            limits = limiter(per_sender_mps=1.0)
+            await request(limits, [], "A")
+            second = asyncio.create_task(request(limits, [], "A"))
+            third = asyncio.create_task(request(limits, [], "A"))
+            await asyncio.sleep(0.5)
+            third.cancel()
+            await asyncio.gather(second, third, return_exceptions=True)
+        return limits.waits, limits.wait_seconds
+
+    assert run_virtual(main) == expected, case
 
 
 # --- settings --------------------------------------------------------------------

@@ -3,6 +3,8 @@ split between words, truncated, or refused."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from adapter.bot.context import Context, ReplyTooLong
@@ -186,3 +188,80 @@ def test_a_bot_can_count_segments_before_replying(
     policy: LongMessages, text: str, segments: int
 ) -> None:
     assert context(policy).segments(text) == segments
+
+
+# --- where a part ends ---
+
+FAMILY = "👨\u200d👩\u200d👧"  # one emoji: man, ZWJ, woman, ZWJ, girl
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "parts"),
+    [
+        # The last whitespace that fits, even right before the limit.
+        ("one two three four", 8, ["one two", "three", "four"]),
+        # Whitespace as early as the second character still makes a break.
+        ("a bcdef", 3, ["a", "bcd", "ef"]),
+        ("a b", 1, ["a", "b"]),
+        # No whitespace at all: cut at the limit, between two plain letters.
+        ("abcdefgh", 3, ["abc", "def", "gh"]),
+        # A ZWJ emoji sequence is never split: the part ends before it.
+        ("xxx" + FAMILY + "yyyyy", 5, ["xxx", FAMILY, "yyyyy"]),
+        # One sequence longer than a whole part is cut at the limit, as a long word is.
+        (FAMILY + "yy", 3, [FAMILY[:3], FAMILY[3:] + "y", "y"]),
+        # A letter keeps its stack of accents, even when only two letters fit before it.
+        ("abc" + "\u0301" * 3 + "d", 5, ["ab", "c" + "\u0301" * 3 + "d"]),
+    ],
+    ids=[
+        "last-space",
+        "space-second",
+        "limit-one",
+        "no-space",
+        "zwj-emoji",
+        "zwj-too-long",
+        "accents-after-two-letters",
+    ],
+)
+def test_where_split_ends_each_part(text: str, limit: int, parts: list[str]) -> None:
+    assert split_body(text, limit) == parts
+
+
+def test_a_family_emoji_at_a_1600_character_boundary_stays_whole() -> None:
+    text = "x" * 1598 + FAMILY + " bye"
+    first, second = split_body(text)
+    assert (first, second) == ("x" * 1598, FAMILY + " bye")
+
+
+def test_a_long_blank_reply_is_one_blank_part_not_dropped() -> None:
+    assert split_body(" " * 1601) == [""]
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("aaa   bbbbbbbbb", 8, "aaa..."),  # the spaces before the cut go
+        ("abcdef", 4, "a..."),  # the smallest limit that leaves room for one character
+    ],
+)
+def test_where_truncate_cuts(text: str, limit: int, expected: str) -> None:
+    assert truncate_body(text, limit) == expected
+
+
+def test_a_limit_with_no_room_besides_the_mark_is_refused() -> None:
+    with pytest.raises(ValueError, match=re.escape("limit must leave room for '...'")):
+        truncate_body("abcdef", 3)
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        split_body("abcdef", 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "segments"),
+    [
+        ("\U00010000" * 35, 1),  # the first character beyond 16 bits: two UTF-16 units
+        ("\U00010000" * 36, 2),
+        ("\uffff" * 70, 1),  # the last 16-bit one: a single unit
+    ],
+    ids=["astral-35", "astral-36", "last-bmp-70"],
+)
+def test_utf16_units_at_the_16_bit_edge(body: str, segments: int) -> None:
+    assert count_segments(body) == segments

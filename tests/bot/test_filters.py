@@ -161,6 +161,11 @@ async def test_a_filter_leaves_the_context_alone() -> None:
             TypeError,
             "takes filters such as Keyword('HELP')",
         ),
+        (
+            lambda: Keyword("A") & Keyword("B") & "C",  # type: ignore[operator]
+            TypeError,
+            "And() takes filters such as Keyword('HELP')",
+        ),
         (lambda: Keyword("A") and Keyword("B"), TypeError, "combine filters with &, | and ~"),
         (lambda: Keyword("A") or Keyword("B"), TypeError, "combine filters with &, | and ~"),
         (lambda: not Keyword("A"), TypeError, "combine filters with &, | and ~"),
@@ -184,6 +189,9 @@ def test_a_mistake_is_reported_where_the_filter_is_written(
             Keyword("A") | StartsWith("b") & ~HasMedia(),
             "Keyword('a') | (StartsWith('b') & ~HasMedia())",
         ),
+        # Chains read as written, without the parentheses of how they nest.
+        (Keyword("A") & Keyword("B") & Keyword("C"), "Keyword('a') & Keyword('b') & Keyword('c')"),
+        (Keyword("A") | Keyword("B") | Keyword("C"), "Keyword('a') | Keyword('b') | Keyword('c')"),
         (
             (Keyword("A") | Keyword("B")) & From("+1555"),
             "(Keyword('a') | Keyword('b')) & From('+1555')",

@@ -192,3 +192,9 @@ def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration") as raised:
         parse_duration(text)
     assert repr(text) in str(raised.value)
+
+
+def test_a_cap_equal_to_the_base_delay_is_a_constant_ceiling() -> None:
+    policy = RetryPolicy(base_delay=2.0, max_delay=2.0)
+    delays = [policy.backoff(attempts, random.Random(seed)) for attempts, seed in [(1, 1), (9, 2)]]
+    assert all(0.0 <= delay <= 2.0 for delay in delays)

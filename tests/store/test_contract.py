@@ -684,3 +684,82 @@ async def test_an_outbox_row_is_found_by_its_message_sid(store: Store) -> None:
     found = await store.find_outbound_by_sid("SM" + "1" * 32)
     assert found is not None and found.id == first
     assert await store.find_outbound_by_sid("SM" + "2" * 32) is None
+
+
+# --- edges the mutation runs found unpinned ------------------------------------------
+
+
+async def test_releasing_a_finished_text_does_not_bring_it_back(store: Store) -> None:
+    await add_text(store, "A1")
+    [job] = await store.claim_inbound(10, LONG_LEASE)
+    await store.finish_inbound(job.id, [])
+
+    await store.release_inbound(job.id)
+    await store.release_inbound(987654)  # unknown: nothing to do, no error
+
+    assert await claim_texts(store) == []
+    assert await store.pending_inbound_count() == 0
+
+
+async def test_releasing_a_row_given_up_on_does_not_send_it(store: Store) -> None:
+    [a1] = await enqueue(store, "A")
+    assert await claim_rows(store, now()) == [a1]
+    await store.mark_failed(a1, None, "gave up", dead=True)
+
+    await store.release_outbound(a1)
+    await store.release_outbound(987654)  # unknown: nothing to do, no error
+
+    assert await claim_rows(store, now() + timedelta(days=1)) == []
+    assert (await record(store, a1)).state == "dead"
+
+
+async def test_a_limit_of_zero_lists_nothing(store: Store) -> None:
+    await sent_row(store, "SM1")
+    assert await store.list_outbound(limit=0) == []
+    assert await store.unfinished_sent(now() + timedelta(days=1), 0) == []
+
+
+async def test_lists_show_a_hundred_rows_unless_asked_for_more(store: Store) -> None:
+    ids = await enqueue(store, *[f"C{i}" for i in range(101)])
+    assert [row.id for row in await store.list_outbound()] == ids[:100]
+
+
+async def test_a_sent_row_shows_no_error_from_an_earlier_attempt(store: Store) -> None:
+    [a1] = await enqueue(store, "A")
+    assert await claim_rows(store, now()) == [a1]
+    await store.mark_attempt_started(a1, now())
+    await store.schedule_retry(a1, now(), "timeout", in_doubt=True)
+    assert (await record(store, a1)).error_message == "timeout"
+    assert await claim_rows(store, now() + timedelta(seconds=1)) == [a1]
+
+    await store.mark_sent(a1, "SMa1", "queued")
+
+    sent = await record(store, a1)
+    assert (sent.state, sent.error_code, sent.error_message) == ("sent", None, None)
+
+
+async def test_the_oldest_pending_reply_ignores_older_replies_already_sent(store: Store) -> None:
+    [old] = await enqueue(store, "A")
+    assert await claim_rows(store, now()) == [old]
+    await store.mark_sent(old, "SMold", "queued")
+    await asyncio.sleep(0.01)
+    [young] = await enqueue(store, "B")
+
+    stats = await store.outbox_stats()
+
+    assert stats.depth == 1
+    assert stats.oldest_pending_at == (await record(store, young)).created_at
+
+
+async def test_a_status_update_is_stamped_with_its_time_for_the_refresh(store: Store) -> None:
+    await sent_row(store, "SM1")
+    await store.update_status("SM1", "sent", None)
+    await sent_row(store, "SM2")
+    await store.update_status("SM2", "sent", None)
+    await store.update_status("SM2", "sent", None)  # the same status again: confirmed
+
+    stale = await store.unfinished_sent(now() + timedelta(seconds=1), 10)
+    fresh = await store.unfinished_sent(now() - timedelta(minutes=1), 10)
+
+    assert sorted(row.message_sid or "" for row in stale) == ["SM1", "SM2"]
+    assert fresh == []

@@ -84,3 +84,16 @@ async def test_history_sync_mark_round_trips(store: Store, reopen: Reopen) -> No
     await store.set_history_synced_through("A", T0 + timedelta(days=1))
     store = await reopen(store)
     assert await store.history_synced_through("A") == T0 + timedelta(days=1)
+
+
+async def test_unknown_pairs_are_not_opted_out(store: Store) -> None:
+    assert await store.is_opted_out("+1000", "+2999") is False
+
+
+async def test_unfinished_history_comes_oldest_first_then_by_sid(store: Store) -> None:
+    await store.save_history(
+        [entry("m3o", 2, "sent"), entry("m2o", 1, "queued"), entry("m1o", 2, "sending")]
+    )
+    assert [e.sid for e in await store.unfinished_history("A", 10)] == ["m2o", "m1o", "m3o"]
+    assert [e.sid for e in await store.unfinished_history("A", 2)] == ["m2o", "m1o"]
+    assert await store.unfinished_history("A", 0) == []

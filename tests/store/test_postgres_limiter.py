@@ -162,3 +162,23 @@ def test_the_limiter_matches_the_store(backend: str, expected: type) -> None:
     )
     limiter = store.limiter(max_concurrency=1, rate=Rate(1, 1.0), per_sender_mps=None)
     assert isinstance(limiter, expected)
+
+
+async def test_a_cancelled_wait_counts_in_the_wait_metrics(
+    replicas: tuple[PostgresStore, PostgresStore],
+) -> None:
+    # A send cancelled while it waits out a 429 pause still spent that time blocked.
+    [limiter, _] = limiters(replicas)
+    limiter.slow_down(30.0)
+
+    async def wait_for_a_slot() -> None:
+        async with limiter.slot():
+            pass
+
+    waiter = asyncio.create_task(wait_for_a_slot())
+    await asyncio.sleep(0.3)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+
+    assert limiter.waits == 1
+    assert 0.3 <= limiter.wait_seconds < 0.3 + READING_SLACK * 4

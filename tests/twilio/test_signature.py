@@ -18,6 +18,7 @@ from adapter.twilio.signature import (
     SignatureCheck,
     SignatureValidator,
     compute_signature,
+    split_host_port,
 )
 
 Params = list[tuple[str, str]]
@@ -159,6 +160,19 @@ SHA1_CASES = [
         id="query-reordered",
     ),
     pytest.param(
+        "https://bot.example.com:443/sms?next=https://x.example/y",
+        "https://bot.example.com/sms?next=https://x.example/y", INBOUND, INBOUND, PRIMARY,
+        [PRIMARY], True, id="scheme-inside-the-query",
+    ),
+    pytest.param(
+        "https://bot.example.com:443", "https://bot.example.com", INBOUND, INBOUND, PRIMARY,
+        [PRIMARY], True, id="no-path",
+    ),
+    pytest.param(
+        "https://BOX.EXAMPLE.COM:443/sms", "https://BOX.EXAMPLE.COM/sms", INBOUND, INBOUND,
+        PRIMARY, [PRIMARY], True, id="upper-case-host",
+    ),
+    pytest.param(
         URL, URL + "/", INBOUND, INBOUND, PRIMARY, [PRIMARY], False, id="trailing-slash",
     ),
     pytest.param(
@@ -249,6 +263,63 @@ def test_non_default_port_must_match_exactly_unlike_the_reference() -> None:
     assert SignatureValidator([PRIMARY]).check(request_url, INBOUND, signed(own_port)).valid
 
 
+def test_credentials_and_a_default_port_in_the_request_url_unlike_the_reference() -> None:
+    # Twilio signed the URL as configured, without a port; the request arrived with
+    # ":443". The reference strips the port by cutting the authority at its first ":",
+    # which is inside the credentials here, so it refuses; we accept.
+    signed_url = "https://user:pw@bot.example.com/sms"
+    request_url = "https://user:pw@bot.example.com:443/sms"
+    signature = reference_signature(PRIMARY, signed_url, INBOUND)
+    assert not reference_accepts(PRIMARY, request_url, INBOUND, signature)
+
+    assert SignatureValidator([PRIMARY]).check(request_url, INBOUND, signed(signature)).valid
+
+
+@pytest.mark.parametrize(
+    ("authority", "expected"),
+    [
+        ("bot.example.com:8443", ("bot.example.com", "8443")),
+        ("bot.example.com", ("bot.example.com", None)),
+        ("[::1]:8443", ("[::1]", "8443")),
+        ("[::1]", ("[::1]", None)),
+        ("::1", ("::1", None)),
+        ("8443", ("8443", None)),
+        ("host:８４", ("host:８４", None)),
+        ("host:", ("host:", None)),
+    ],
+)
+def test_split_host_port(authority: str, expected: tuple[str, str | None]) -> None:
+    assert split_host_port(authority) == expected
+
+
+def test_an_unsigned_body_cannot_hide_behind_a_second_question_mark() -> None:
+    # The first "?" starts the query; a "?" inside a value must not hide bodySHA256, or
+    # the body would go unchecked and a forged one would pass with the URL's signature.
+    body = '{"Body": "hi"}'
+    url = f"{URL}?bodySHA256={hashlib.sha256(body.encode()).hexdigest()}&next=a?b"
+    headers = signed(reference_signature(PRIMARY, url, []))
+    validator = SignatureValidator([PRIMARY])
+
+    assert validator.check(url, [], headers, body.encode()).valid
+    forged = validator.check(url, [], headers, b'{"Body": "bye"}')
+    assert (forged.valid, forged.reason) == (False, "body does not match bodySHA256")
+
+
+def test_an_empty_body_hash_still_demands_a_matching_body() -> None:
+    url = f"{URL}?bodySHA256="
+    headers = signed(reference_signature(PRIMARY, url, []))
+    check = SignatureValidator([PRIMARY]).check(url, [], headers, b'{"Body": "forged"}')
+    assert (check.valid, check.reason) == (False, "body does not match bodySHA256")
+
+
+def test_the_validator_shows_no_secret_in_its_repr() -> None:
+    both = repr(SignatureValidator([PRIMARY, SECONDARY], SHARED_KEY))
+    assert both == "SignatureValidator(<2 auth tokens>, shared key set)"
+    assert repr(SignatureValidator([PRIMARY])) == (
+        "SignatureValidator(<1 auth tokens>, shared key none)"
+    )
+
+
 HEADER_STYLES: list[Callable[[str], Mapping[str, str]]] = [
     lambda s: {"X-Twilio-Signature": s},
     lambda s: {"x-twilio-signature": s},
@@ -304,6 +375,14 @@ SHA256_CASES = [
     ),
     pytest.param(
         "key=KS123", PRIMARY, HMAC_SHA1, URL, HMAC_SHA1, True, id="no-algorithm-is-sha1",
+    ),
+    pytest.param(
+        'key="KS123", algorithm="HMAC_SHA256"', SHARED_KEY, HMAC_SHA256, URL, HMAC_SHA256, True,
+        id="quoted-values",
+    ),
+    pytest.param(
+        "key=KS=1=,algorithm=HMAC_SHA256", SHARED_KEY, HMAC_SHA256, URL, HMAC_SHA256, True,
+        id="equals-signs-in-the-key-id",
     ),
 ]  # fmt: skip
 

@@ -13,6 +13,7 @@ import pytest
 from adapter.activity import Activity
 from adapter.twilio.webhook_form import (
     EMPTY_TWIML,
+    MAX_FIELD_LENGTH,
     WebhookFormError,
     parse_form,
     parse_inbound,
@@ -276,3 +277,186 @@ def test_empty_twiml_is_an_empty_response() -> None:
 def test_status_callback_form(form: list[tuple[str, str]], status: str, code: int | None) -> None:
     update = parse_status_callback(form)
     assert (update.message_sid, update.status, update.error_code) == (SMS_SID, status, code)
+
+
+# --- what a bot reads off `ctx.message`: every field Twilio sends that we parse ---
+
+IM_SID = "IM" + "d" * 32
+SERVICE = "MG" + "c" * 32
+
+
+def _inbound(*extra: tuple[str, str], sid: str = SMS_SID) -> list[tuple[str, str]]:
+    return [
+        ("MessageSid", sid),
+        ("AccountSid", ACCOUNT),
+        ("From", "+15551234567"),
+        ("To", "+15005550006"),
+        ("Body", "hi"),
+        *extra,
+    ]
+
+
+def test_an_mms_with_ten_media_twilios_maximum_keeps_every_picture() -> None:
+    urls = [f"https://api.twilio.com/Media/ME{index}" for index in range(10)]
+    form = _inbound(
+        ("NumMedia", "10"),
+        *[(f"MediaUrl{index}", url) for index, url in enumerate(urls)],
+        *[(f"MediaContentType{index}", "image/png") for index in range(10)],
+        sid=MMS_SID,
+    )
+    message = parse_inbound(parse_form(urlencode(form).encode()))
+    assert message.num_media == 10
+    assert [media.url for media in message.media] == urls
+    assert Activity.from_inbound(message).to_json()["attachments"][9] == {
+        "contentType": "image/png",
+        "contentUrl": urls[9],
+    }
+
+
+def test_a_medium_without_its_content_type_is_an_octet_stream() -> None:
+    form = _inbound(("NumMedia", "1"), ("MediaUrl0", "https://x.example/ME0"), sid=MMS_SID)
+    [media] = parse_inbound(form).media
+    assert (media.url, media.content_type) == ("https://x.example/ME0", "application/octet-stream")
+
+
+def test_no_num_media_means_no_media_and_no_num_segments_means_one() -> None:
+    message = parse_inbound(_inbound(("MediaUrl0", "https://x.example/ME0")))
+    assert (message.num_media, message.media, message.num_segments) == (0, (), 1)
+
+
+def test_everything_twilio_tells_about_the_sender_reaches_the_bot() -> None:
+    form = _inbound(
+        ("MessagingServiceSid", SERVICE),
+        ("NumSegments", "3"),
+        ("FromCity", "SAN FRANCISCO"),
+        ("FromState", "CA"),
+        ("FromZip", "94105"),
+        ("FromCountry", "US"),
+        ("ToCity", "TORONTO"),
+        ("ToState", "ON"),
+        ("ToZip", "M5H"),
+        ("ToCountry", "CA"),
+        ("WaId", "15551234567"),
+        ("ProfileName", "Ana"),
+    )
+    message = parse_inbound(form)
+    assert message.messaging_service_sid == SERVICE  # routing and replies depend on it
+    assert message.num_segments == 3
+    assert (message.from_place.city, message.from_place.state) == ("SAN FRANCISCO", "CA")
+    assert (message.from_place.zip, message.from_place.country) == ("94105", "US")
+    assert (message.to_place.city, message.to_place.state) == ("TORONTO", "ON")
+    assert (message.to_place.zip, message.to_place.country) == ("M5H", "CA")
+    assert (message.wa_id, message.profile_name) == ("15551234567", "Ana")
+
+
+def test_a_text_without_a_messaging_service_has_none() -> None:
+    assert parse_inbound(_inbound(("MessagingServiceSid", " "))).messaging_service_sid is None
+
+
+@pytest.mark.parametrize("sid", [SMS_SID, MMS_SID, IM_SID], ids=["SM", "MM", "IM"])
+def test_every_kind_of_message_sid_is_accepted(sid: str) -> None:
+    assert parse_inbound(_inbound(sid=sid)).message_sid == sid
+
+
+@pytest.mark.parametrize(
+    "sid",
+    ["SM" + "a" * 63, "SM" + "a" * 31 + "-", "AC" + "1" * 32, "sm" + "a" * 32],
+    ids=["too-long", "not-alphanumeric", "account-prefix", "lower-case"],
+)
+def test_message_sids_twilio_never_makes_are_refused(sid: str) -> None:
+    with pytest.raises(WebhookFormError, match="MessageSid is not a Twilio SID"):
+        parse_inbound(_inbound(sid=sid))
+
+
+def test_the_longest_sid_twilio_could_make_is_accepted() -> None:
+    sid = "SM" + "a" * 62
+    assert parse_inbound(_inbound(sid=sid)).message_sid == sid
+
+
+def test_an_account_sid_must_be_one() -> None:
+    form = [*_inbound()]
+    form[1] = ("AccountSid", "MG" + "1" * 32)
+    with pytest.raises(WebhookFormError, match="AccountSid is not a Twilio SID"):
+        parse_inbound(form)
+
+
+def test_a_field_longer_than_the_cap_is_refused_and_one_at_the_cap_is_kept() -> None:
+    at_cap = "x" * MAX_FIELD_LENGTH
+    assert parse_inbound(_inbound(("Note", at_cap))).raw["Note"] == at_cap
+    with pytest.raises(WebhookFormError, match="Note is too long"):
+        parse_inbound(_inbound(("Note", at_cap + "x")))
+
+
+def test_a_repeated_field_keeps_the_first_value() -> None:
+    assert parse_inbound(_inbound(("Body", "second"))).body == "hi"
+
+
+def test_segments_beyond_any_real_text_are_refused() -> None:
+    assert parse_inbound(_inbound(("NumSegments", "1000"))).num_segments == 1000
+    with pytest.raises(WebhookFormError, match="NumSegments is not a count"):
+        parse_inbound(_inbound(("NumSegments", "1001")))
+
+
+@pytest.mark.parametrize("body", [b"Body=%FF", b"Body=%C3%28"], ids=["lone-ff", "bad-utf8"])
+def test_a_percent_escape_that_is_not_utf8_is_refused(body: bytes) -> None:
+    with pytest.raises(WebhookFormError, match="not a valid form"):
+        parse_form(body)
+
+
+def test_a_form_keeps_blank_values_and_plus_signs() -> None:
+    assert parse_form(b"Body=&From=%2B1555&To=+1") == [
+        ("Body", ""),
+        ("From", "+1555"),
+        ("To", " 1"),
+    ]
+
+
+@pytest.mark.parametrize("sid", [SMS_SID, MMS_SID, IM_SID], ids=["SM", "MM", "IM"])
+def test_status_callbacks_for_every_kind_of_message(sid: str) -> None:
+    form = [
+        ("MessageSid", sid),
+        ("MessageStatus", "Delivered"),
+        ("To", "+15551234567"),
+        ("From", "+15005550006"),
+    ]
+    update = parse_status_callback(form)
+    assert (update.message_sid, update.status) == (sid, "delivered")
+    assert (update.to, update.from_) == ("+15551234567", "+15005550006")
+
+
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        ([("MessageSid", SMS_SID)], "missing MessageStatus"),
+        ([("MessageSid", SMS_SID), ("MessageStatus", " ")], "missing MessageStatus"),
+        ([("MessageStatus", "sent")], "missing MessageSid"),
+        (
+            [("MessageSid", SMS_SID), ("MessageStatus", "failed"), ("ErrorCode", "3000x")],
+            "ErrorCode is not a number",
+        ),
+    ],
+    ids=["no-status", "blank-status", "no-sid", "bad-error-code"],
+)
+def test_status_callbacks_that_are_not_twilios_are_refused(
+    form: list[tuple[str, str]], error: str
+) -> None:
+    with pytest.raises(WebhookFormError, match=error):
+        parse_status_callback(form)
+
+
+def test_message_status_wins_over_the_older_sms_status() -> None:
+    form = [("MessageSid", SMS_SID), ("SmsStatus", "sent"), ("MessageStatus", "delivered")]
+    assert parse_status_callback(form).status == "delivered"
+
+
+def test_a_picture_with_no_body_field_is_an_empty_text_not_none() -> None:
+    form = [pair for pair in _inbound(("NumMedia", "0")) if pair[0] != "Body"]
+    message = parse_inbound(form)
+    assert message.body == ""
+    assert Activity.from_inbound(message).to_json()["text"] == ""
+
+
+def test_a_sloppy_form_is_read_as_far_as_it_goes() -> None:
+    # An empty piece or a name without "=" (a proxy's doing, never Twilio's) is skipped or
+    # kept blank rather than refusing the whole text.
+    assert parse_form(b"Body=hi&&From=%2B1&flag") == [("Body", "hi"), ("From", "+1"), ("flag", "")]

@@ -110,6 +110,30 @@ CASES = [
         False,
     ),
     (
+        "mms-ten-media-twilios-maximum",
+        _form(
+            "9",
+            NumMedia="10",
+            **{f"MediaUrl{i}": f"https://api.twilio.com/Media/ME{i}" for i in range(10)},
+        ),
+        SIGNED,
+        "application/x-www-form-urlencoded",
+        200,
+        True,
+    ),
+    (
+        "mms-eleven-media",
+        _form(
+            "8",
+            NumMedia="11",
+            **{f"MediaUrl{i}": f"https://api.twilio.com/Media/ME{i}" for i in range(11)},
+        ),
+        SIGNED,
+        "application/x-www-form-urlencoded",
+        400,
+        False,
+    ),
+    (
         "bad-num-media",
         _form("2", NumMedia="lots"),
         SIGNED,
@@ -297,4 +321,53 @@ def test_random_requests_never_5xx_and_never_reach_a_bot(
     response = client.post("/api/sms", content=body, headers=headers)
     assert response.status_code < 500
     assert response.status_code != 200
+    assert recording_bot.seen == []
+
+
+def _post_signed(client: TestClient, path: str, form: dict[str, str]) -> tuple[int, str]:
+    response = client.post(
+        path,
+        content=urlencode(form),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": _signature(form, url=f"{PUBLIC}{path}"),
+        },
+    )
+    return response.status_code, response.text
+
+
+@pytest.mark.parametrize("prefix", ["SM", "MM", "IM"])
+def test_status_callbacks_for_sms_mms_and_whatsapp_sids_are_accepted(
+    client: TestClient, prefix: str
+) -> None:
+    form = {"MessageSid": prefix + "9" * 32, "MessageStatus": "delivered"}
+    assert _post_signed(client, "/api/sms/status", form)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("form", "reason"),
+    [
+        ({"MessageSid": "SM" + "9" * 32}, "missing MessageStatus"),
+        ({"MessageSid": "XX" + "9" * 32, "MessageStatus": "sent"}, "MessageSid is not"),
+    ],
+    ids=["no-status", "not-a-sid"],
+)
+def test_a_status_callback_twilio_would_never_send_is_a_400_that_says_why(
+    client: TestClient, form: dict[str, str], reason: str
+) -> None:
+    status, text = _post_signed(client, "/api/sms/status", form)
+    assert status == 400
+    assert text.startswith("not a Twilio status callback:") and reason in text
+
+
+def test_a_body_with_an_escape_that_is_not_utf8_is_a_400_not_a_crash(client: TestClient) -> None:
+    body = urlencode(_form("b")).replace("Body=hello", "Body=%FF")
+    response = client.post(
+        "/api/sms",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
+    )
+    assert response.status_code == 400
+    assert "not a valid form" in response.text
+    time.sleep(0.05)
     assert recording_bot.seen == []

@@ -32,7 +32,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adapter.ratelimit import LimiterBase, Rate
+from adapter.ratelimit import LimiterBase, Rate, Waiting
 from adapter.store.base import StoreError
 from adapter.twilio.errors import TwilioRateLimited
 
@@ -104,9 +104,12 @@ class PostgresLimiter(LimiterBase):
     @contextlib.asynccontextmanager
     async def _slot(self, sender: str | None) -> AsyncIterator[None]:
         arrived = self._clock()
-        request_id, waited = await self._acquire(sender)
-        if waited:
-            self._count_wait(arrived)
+        waiting = Waiting()
+        try:
+            request_id = await self._acquire(sender, waiting)
+        finally:
+            # Cancelled waits count too: they are time callers spent blocked.
+            self._count_wait(arrived, waiting)
         slowdowns_at_start = self._pause.slowdowns
         self._in_flight += 1
         try:
@@ -119,22 +122,23 @@ class PostgresLimiter(LimiterBase):
             self._in_flight -= 1
             await self._finished(request_id)
 
-    async def _acquire(self, sender: str | None) -> tuple[int, bool]:
+    async def _acquire(self, sender: str | None, waiting: Waiting) -> int:
         """Wait until the fleet's limits let one more request start; record it started."""
         paced = sender if self._sender_interval is not None else None
-        waited = self._queue.locked()
+        if self._queue.locked():
+            waiting.blocked = True
         while True:
             async with self._queue:
                 while True:
                     paused = self._pause.paused_until - self._clock()
                     if paused > 0:
-                        waited = True
+                        waiting.blocked = True
                         await asyncio.sleep(paused)
                         continue
                     verdict = await self._try_admit(paced)
                     if verdict.request_id is not None:
-                        return verdict.request_id, waited
-                    waited = True
+                        return verdict.request_id
+                    waiting.blocked = True
                     if verdict.sender_only:
                         break
                     await asyncio.sleep(verdict.wait)
