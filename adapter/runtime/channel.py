@@ -66,6 +66,8 @@ class Channel:
     botframework: BotFrameworkBridge
     statuses: StatusRecorder
     status_refresher: StatusRefresher
+    # The AccountSids a webhook may name: ours and SMS_ADAPTER_SUBACCOUNTS.
+    accounts: frozenset[str]
     accepting: bool = False
 
     async def start(self) -> None:
@@ -246,6 +248,7 @@ def build_channel(
             botframework_config(settings), store, routes, on_enqueued=sender.wake
         ),
         statuses=statuses,
+        accounts=frozenset({credentials.account_sid, *settings.subaccounts}),
         status_refresher=StatusRefresher(
             store,
             client,

@@ -27,6 +27,7 @@ from adapter.long_messages import LongMessages, parse_long_messages
 from adapter.networks import Network, parse_trusted_proxies
 from adapter.ratelimit import Rate, parse_rate
 from adapter.twilio.client import Credentials
+from adapter.twilio.webhook_form import ACCOUNT_SID
 
 PREFIX = "SMS_ADAPTER_"
 
@@ -72,6 +73,14 @@ def _url(value: str) -> str:
 
 def _networks(value: str) -> tuple[Network, ...]:
     return tuple(parse_trusted_proxies(value))
+
+
+def _account_sids(value: str) -> tuple[str, ...]:
+    sids = tuple(sid.strip() for sid in value.split(",") if sid.strip())
+    for sid in sids:
+        if ACCOUNT_SID.fullmatch(sid) is None:
+            raise ValueError(f"{sid!r} is not an account SID (AC followed by 32 hex digits)")
+    return sids
 
 
 def _issuers(value: str) -> tuple[str, ...]:
@@ -168,6 +177,13 @@ class Settings:
         _text,
         "Twilio account SID (AC...).",
         documented="none (dev: a fixed test value)",
+    )
+    subaccounts: tuple[str, ...] = setting(
+        "SMS_ADAPTER_SUBACCOUNTS",
+        _account_sids,
+        "Other account SIDs (AC..., comma-separated) whose webhooks we take, e.g. subaccounts that share our numbers; any other AccountSid gets 403.",
+        default="",
+        documented="none",
     )
     auth_token: str | None = setting(
         "TWILIO_AUTH_TOKEN",

@@ -82,6 +82,17 @@ class OutboundRecord:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """What `update_status` did: the row after the update, and whether its status moved.
+
+    `changed` is False for a replayed or repeated status and for one that would move
+    backwards: the bots' status handlers run only when it is True."""
+
+    record: OutboundRecord
+    changed: bool
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One message of a conversation as Twilio knows it (cached for history)."""
 
@@ -257,10 +268,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
+    ) -> StatusChange | None:
         """Record a status Twilio reported for a message we sent. Statuses only move
         forward (see STATUS_RANK); a status that would move back is ignored. Returns
-        the row (after the update) or None if the SID is not ours."""
+        the row (after the update) and whether its status changed, or None if the SID
+        is not ours. The check and the change are one step, so of two deliveries of the
+        same callback racing each other exactly one sees `changed`."""
 
     @abc.abstractmethod
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:

@@ -30,6 +30,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboxStats,
     ReplyDraft,
+    StatusChange,
     Store,
     StoreError,
 )
@@ -259,11 +260,12 @@ class MemoryStore(Store):
 
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
+    ) -> StatusChange | None:
         self._check_open()
         row = self._outbound_by_sid.get(message_sid)
         if row is None:
             return None
+        changed = False
         if row.twilio_status == status:
             # A refresh confirming the status: ask again only after another wait.
             row.status_updated_at = datetime.now(UTC)
@@ -271,7 +273,8 @@ class MemoryStore(Store):
             row.twilio_status, row.status_updated_at = status, datetime.now(UTC)
             if error_code is not None:
                 row.error_code = error_code
-        return _record(row)
+            changed = True
+        return StatusChange(_record(row), changed)
 
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
         self._check_open()

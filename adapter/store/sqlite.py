@@ -40,6 +40,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboxStats,
     ReplyDraft,
+    StatusChange,
     Store,
     StoreError,
 )
@@ -461,13 +462,14 @@ class SQLiteStore(Store):
 
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
-        def update(db: sqlite3.Connection) -> OutboundRecord | None:
+    ) -> StatusChange | None:
+        def update(db: sqlite3.Connection) -> StatusChange | None:
             row = db.execute(
                 "SELECT id, twilio_status FROM outbound WHERE message_sid = ?", (message_sid,)
             ).fetchone()
             if row is None:
                 return None
+            changed = False
             if row["twilio_status"] == status:
                 # A refresh confirming the status: ask again only after another wait.
                 db.execute(
@@ -484,7 +486,10 @@ class SQLiteStore(Store):
                     """,
                     (status, status in FINAL_STATUSES, time.time(), error_code, row["id"]),
                 )
-            return _get_record(db, "id = ?", row["id"])
+                changed = True
+            record = _get_record(db, "id = ?", row["id"])
+            assert record is not None  # the row was read in this transaction
+            return StatusChange(record, changed)
 
         return await self._writer.run(update)
 

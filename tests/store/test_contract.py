@@ -507,9 +507,9 @@ async def test_statuses_only_move_forward(
 
     returned = []
     for status in reported:
-        updated = await store.update_status("SM1", status, None)
-        assert updated is not None and updated.id == row
-        returned.append(updated.twilio_status)
+        change = await store.update_status("SM1", status, None)
+        assert change is not None and change.record.id == row
+        returned.append(change.record.twilio_status)
 
     assert returned == kept
     assert (await record(store, row)).twilio_status == kept[-1]
@@ -518,14 +518,28 @@ async def test_statuses_only_move_forward(
 async def test_a_status_keeps_twilios_error_code(store: Store) -> None:
     await sent_row(store, "SM1")
 
-    updated = await store.update_status("SM1", "undelivered", 30003)
+    change = await store.update_status("SM1", "undelivered", 30003)
 
-    assert updated is not None
+    assert change is not None
+    updated = change.record
     assert (updated.state, updated.twilio_status, updated.error_code) == (
         "sent",
         "undelivered",
         30003,
     )
+
+
+async def test_a_status_counts_as_changed_only_when_it_moves_the_row(store: Store) -> None:
+    await sent_row(store, "SM1", "queued")
+
+    changes = []
+    for status in ["sent", "sent", "delivered", "sent", "delivered", "queued"]:
+        change = await store.update_status("SM1", status, None)
+        assert change is not None
+        changes.append(change.changed)
+
+    # A replayed callback, or a late one that would move backwards, changes nothing.
+    assert changes == [True, False, True, False, False, False]
 
 
 async def test_a_status_for_a_sid_that_is_not_ours_is_ignored(store: Store) -> None:

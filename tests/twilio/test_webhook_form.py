@@ -22,6 +22,7 @@ from adapter.twilio.webhook_form import (
 ACCOUNT = "AC" + "1" * 32
 SMS_SID = "SM" + "a" * 32
 MMS_SID = "MM" + "b" * 32
+CALLBACK = [("MessageSid", SMS_SID), ("AccountSid", ACCOUNT)]
 
 PLAIN_SMS = [
     ("ToCountry", "US"),
@@ -192,7 +193,7 @@ def test_message_survives_json_round_trip() -> None:
         ),
         pytest.param(
             [("MessageSid", "XX123"), ("AccountSid", ACCOUNT), ("From", "+1"), ("To", "+1")],
-            "MessageSid is not a Twilio SID",
+            "MessageSid is not a Twilio message SID",
             id="bad-sid",
         ),
         pytest.param(
@@ -218,7 +219,7 @@ def test_message_survives_json_round_trip() -> None:
                 ("To", "+1"),
                 ("NumMedia", "x"),
             ],
-            "NumMedia is not a count",
+            "NumMedia is not a whole number from 0 to 10",
             id="bad-num-media",
         ),
         pytest.param(
@@ -229,7 +230,7 @@ def test_message_survives_json_round_trip() -> None:
                 ("To", "+1"),
                 ("NumMedia", "11"),
             ],
-            "NumMedia is not a count",
+            "NumMedia is not a whole number from 0 to 10",
             id="too-many-media",
         ),
         pytest.param(
@@ -252,6 +253,101 @@ def test_forms_that_are_not_twilio_webhooks_are_refused(
         parse_inbound(form)
 
 
+def _inbound(**changes: str) -> list[tuple[str, str]]:
+    fields = dict(PLAIN_SMS) | changes
+    return [(name, value) for name, value in fields.items() if value != "<absent>"]
+
+
+# What a webhook's identity fields may not be: each row would otherwise be stored as a
+# text (or, for the first, replay a captured text as a new one).
+@pytest.mark.parametrize(
+    ("form", "error"),
+    [
+        pytest.param(
+            # The replay: NumMedia=0 moved into the MessageSid signs the same string.
+            _inbound(MessageSid=SMS_SID + "NumMedia0", NumMedia="<absent>",
+                     SmsMessageSid="<absent>", SmsSid="<absent>"),
+            "MessageSid is not a Twilio message SID", id="fields-folded-into-the-sid",
+        ),
+        pytest.param(
+            _inbound(MessageSid="SM" + "A" * 32, SmsMessageSid="<absent>", SmsSid="<absent>"),
+            "MessageSid is not", id="upper-case-hex",
+        ),
+        pytest.param(
+            _inbound(MessageSid="SM" + "a" * 31, SmsMessageSid="<absent>", SmsSid="<absent>"),
+            "MessageSid is not", id="short-sid",
+        ),
+        pytest.param(
+            _inbound(MessageSid="IM" + "a" * 32, SmsMessageSid="<absent>", SmsSid="<absent>"),
+            "MessageSid is not", id="not-a-message-sid",
+        ),
+        pytest.param(
+            _inbound(SmsSid="SM" + "f" * 32), "SmsSid does not match MessageSid",
+            id="sms-sid-disagrees",
+        ),
+        pytest.param(
+            _inbound(SmsMessageSid="SM" + "f" * 32), "SmsMessageSid does not match MessageSid",
+            id="sms-message-sid-disagrees",
+        ),
+        pytest.param(
+            _inbound(AccountSid="AC1"), "AccountSid is not a Twilio account SID",
+            id="short-account",
+        ),
+        pytest.param(
+            _inbound(NumMedia="²"), "NumMedia is not a whole number", id="superscript-digit",
+        ),
+        pytest.param(
+            _inbound(NumSegments="١"), "NumSegments is not a whole number", id="arabic-digit",
+        ),
+        pytest.param(
+            _inbound(NumSegments="9" * 30), "NumSegments is not a whole number", id="huge-count",
+        ),
+    ],
+)  # fmt: skip
+def test_identities_and_numbers_are_strict(form: list[tuple[str, str]], error: str) -> None:
+    with pytest.raises(WebhookFormError, match=error):
+        parse_inbound(form)
+
+
+@pytest.mark.parametrize(
+    ("error_code", "error"),
+    [
+        ("9" * 30, "ErrorCode is not a whole number"),
+        ("３０００７", "ErrorCode is not a whole number"),  # full-width digits
+        ("30007²", "ErrorCode is not a whole number"),
+        ("-1", "ErrorCode is not a whole number"),
+    ],
+)
+def test_status_callback_numbers_are_ascii_and_in_range(error_code: str, error: str) -> None:
+    with pytest.raises(WebhookFormError, match=error):
+        parse_status_callback([*CALLBACK, ("MessageStatus", "failed"), ("ErrorCode", error_code)])
+
+
+def test_status_callback_needs_a_twilio_message_sid() -> None:
+    with pytest.raises(WebhookFormError, match="MessageSid is not"):
+        parse_status_callback(
+            [("MessageSid", "SM1"), ("AccountSid", ACCOUNT), ("MessageStatus", "sent")]
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"%" * 1000, "malformed %-escape"),
+        (b"Body=100%", "malformed %-escape"),
+        (b"Body=%zz", "malformed %-escape"),
+        (b"&".join(b"a=1" for _ in range(201)), "more than 200 parameters"),
+    ],
+)
+def test_costly_or_malformed_bodies_are_refused_before_decoding(body: bytes, error: str) -> None:
+    with pytest.raises(WebhookFormError, match=error):
+        parse_form(body)
+
+
+def test_escapes_in_either_case_are_fine() -> None:
+    assert parse_form(b"Body=%e2%9c%93%E2%9C%93") == [("Body", "✓✓")]
+
+
 def test_non_utf8_body_is_refused() -> None:
     with pytest.raises(WebhookFormError, match="not UTF-8"):
         parse_form(b"Body=\xff\xfe")
@@ -264,10 +360,10 @@ def test_empty_twiml_is_an_empty_response() -> None:
 @pytest.mark.parametrize(
     ("form", "status", "code"),
     [
-        ([("MessageSid", SMS_SID), ("MessageStatus", "delivered")], "delivered", None),
-        ([("MessageSid", SMS_SID), ("SmsStatus", "sent")], "sent", None),
+        ([*CALLBACK, ("MessageStatus", "delivered")], "delivered", None),
+        ([*CALLBACK, ("SmsStatus", "sent")], "sent", None),
         (
-            [("MessageSid", SMS_SID), ("MessageStatus", "undelivered"), ("ErrorCode", "30007")],
+            [*CALLBACK, ("MessageStatus", "undelivered"), ("ErrorCode", "30007")],
             "undelivered",
             30007,
         ),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -18,13 +19,16 @@ from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from adapter.runtime.settings import Settings
+from adapter.store.base import ReplyDraft
 from adapter.web.app import create_app
-from tests import recording_bot
+from tests import recording_bot, status_bot
 
 TOKEN = "webhook-test-token"
 SECONDARY = "webhook-second-token"
 PUBLIC = "https://bot.example.com"
 ACCOUNT = "AC" + "1" * 32
+SUBACCOUNT = "AC" + "5" * 32
+FORM = "application/x-www-form-urlencoded"
 
 
 def _form(sid_char: str = "a", **extra: str) -> dict[str, str]:
@@ -54,6 +58,7 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
         "bots": "tests.recording_bot:router",
         # Replies go nowhere reachable; these tests are about what comes in.
         "twilio_base_url": "http://127.0.0.1:9",
+        "subaccounts": SUBACCOUNT,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -117,6 +122,11 @@ CASES = [
         400,
         False,
     ),
+    ("superscript-num-media", _form("8", NumMedia="²"), SIGNED, FORM, 400, False),
+    ("another-account", _form("9", AccountSid="AC" + "2" * 32), SIGNED, FORM, 403, False),
+    ("subaccount", _form("c", AccountSid=SUBACCOUNT), SIGNED, FORM, 200, True),
+    ("sid-disagrees", _form("d", SmsSid="SM" + "e" * 32), SIGNED, FORM, 400, False),
+    ("malformed-escape", _form("e", Body="100%"), "raw-percent", FORM, 400, False),
 ]
 
 
@@ -142,7 +152,12 @@ def test_webhook_table(
     elif signing == OTHER_URL:
         headers["X-Twilio-Signature"] = _signature(form, url="https://evil.example.com/api/sms")
 
-    response = client.post("/api/sms", content=urlencode(form), headers=headers)
+    content = urlencode(form)
+    if signing == "raw-percent":
+        # Signed as Twilio would sign the decoded value, but sent with a bare "%".
+        content = content.replace("%25", "%")
+        headers["X-Twilio-Signature"] = _signature(form)
+    response = client.post("/api/sms", content=content, headers=headers)
 
     assert response.status_code == status, response.text
     if status == 200:
@@ -197,6 +212,60 @@ def test_repeated_delivery_is_acknowledged_and_handled_once(client: TestClient) 
     assert recording_bot.seen == [form["MessageSid"]]
 
 
+def test_a_captured_webhook_cannot_be_replayed_as_a_new_text(client: TestClient) -> None:
+    # Twilio's signed string is name+value with no separators, so folding NumMedia=0
+    # into the MessageSid's value keeps the signature valid: it must still be refused.
+    form = _form("f")
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": _signature(form)}
+    assert client.post("/api/sms", content=urlencode(form), headers=headers).status_code == 200
+    folded = {k: v for k, v in form.items() if k != "NumMedia"}
+    folded["MessageSid"] += "NumMedia0"
+    assert _signature(folded) == _signature(form)
+
+    replay = client.post("/api/sms", content=urlencode(folded), headers=headers)
+
+    assert replay.status_code == 400
+    assert _wait_for_bot(1) == [form["MessageSid"]]
+    time.sleep(0.1)
+    assert recording_bot.seen == [form["MessageSid"]]
+
+
+def test_a_replayed_status_callback_does_not_run_status_handlers_again(
+    tmp_path: Path,
+) -> None:
+    status_bot.statuses.clear()
+    sid = "SM" + "9" * 32
+    app = create_app(_settings(tmp_path, bots="tests.status_bot:router"))
+    with TestClient(app) as client:
+        store = app.state.channel.store
+
+        async def a_sent_reply() -> None:
+            [row] = await store.enqueue_outbound(
+                [ReplyDraft("c", {"to": "+15551234567", "from_": "+15005550006", "body": "hi"})]
+            )
+            await store.claim_outbound(1, 60, datetime.now(UTC))
+            await store.mark_attempt_started(row, datetime.now(UTC))
+            await store.mark_sent(row, sid, "queued")
+
+        client.portal.call(a_sent_reply)
+
+        def callback(status: str) -> int:
+            form = {"MessageSid": sid, "AccountSid": ACCOUNT, "MessageStatus": status}
+            headers = {
+                "Content-Type": FORM,
+                "X-Twilio-Signature": _signature(form, url=f"{PUBLIC}/api/sms/status"),
+            }
+            return client.post(
+                "/api/sms/status", content=urlencode(form), headers=headers
+            ).status_code
+
+        assert [callback(s) for s in ("sent", "sent", "delivered", "delivered", "sent")] == [
+            200
+        ] * 5
+
+    assert status_bot.statuses == [("hi", "sent"), ("hi", "delivered")]
+
+
 def test_validation_off_accepts_unsigned_but_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -234,7 +303,7 @@ def test_rejections_are_logged_with_the_reason_and_no_secret(
 
 
 def test_status_callback_needs_a_signature(client: TestClient) -> None:
-    form = {"MessageSid": "SM" + "8" * 32, "MessageStatus": "delivered"}
+    form = {"MessageSid": "SM" + "8" * 32, "AccountSid": ACCOUNT, "MessageStatus": "delivered"}
     unsigned = client.post(
         "/api/sms/status",
         content=urlencode(form),

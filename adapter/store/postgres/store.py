@@ -56,6 +56,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboxStats,
     ReplyDraft,
+    StatusChange,
     Store,
     StoreError,
 )
@@ -569,7 +570,7 @@ class PostgresStore(Store):
 
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
+    ) -> StatusChange | None:
         async with self.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT id, twilio_status FROM outbound WHERE message_sid = $1 FOR UPDATE",
@@ -577,6 +578,7 @@ class PostgresStore(Store):
             )
             if row is None:
                 return None
+            changed = False
             if row["twilio_status"] == status:
                 # A refresh confirming the status: ask again only after another wait.
                 await conn.execute(
@@ -595,7 +597,10 @@ class PostgresStore(Store):
                     status in FINAL_STATUSES,
                     error_code,
                 )
-            return await _get_record(conn, "id", row["id"])
+                changed = True
+            record = await _get_record(conn, "id", row["id"])
+            assert record is not None  # the row is locked by this transaction
+            return StatusChange(record, changed)
 
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
         if limit <= 0:
