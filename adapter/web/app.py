@@ -17,10 +17,16 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adapter.botframework import connector as botframework_connector
+from adapter.botframework.connector_path import PATH_PREFIX
 from adapter.runtime.channel import Channel, build_channel
 from adapter.runtime.settings import Settings
 from adapter.web import admin, history_api
 from adapter.web.auth import AdminAccess, AdminAuthMiddleware
+from adapter.web.body_limit import (
+    CONNECTOR_MAX_BODY_BYTES,
+    DEFAULT_MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+)
 from adapter.web.errors import EXCEPTION_HANDLERS
 from adapter.web.metrics import metrics_endpoint
 from adapter.web.state import channel_of
@@ -80,7 +86,15 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AdminAuthMiddleware, access=access)],
+        middleware=[
+            # Outermost: an oversized body is refused before anything else looks at it.
+            Middleware(
+                BodyLimitMiddleware,
+                default=DEFAULT_MAX_BODY_BYTES,
+                by_prefix=[(PATH_PREFIX + "/", CONNECTOR_MAX_BODY_BYTES)],
+            ),
+            Middleware(AdminAuthMiddleware, access=access),
+        ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.channel = channel
