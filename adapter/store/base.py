@@ -188,6 +188,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def pending_inbound_count(self) -> int: ...
 
+    @abc.abstractmethod
+    async def check_writable(self) -> None:
+        """Commit a small write now; StoreError if the store cannot take one (a full
+        disk, a lock held elsewhere, a database gone read-only or out of reach). What
+        `/readyz` asks, so a replica that could not keep a text is taken out of rotation.
+        """
+
     # --- conversation state ------------------------------------------------------
 
     @abc.abstractmethod

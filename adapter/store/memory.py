@@ -168,6 +168,9 @@ class MemoryStore(Store):
         self._check_open()
         return sum(not row.done for row in self._inbound.values())
 
+    async def check_writable(self) -> None:
+        self._check_open()
+
     # --- conversation state ------------------------------------------------------
 
     async def load_state(self, conversation: str) -> dict[str, Any]:

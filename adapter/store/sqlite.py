@@ -156,6 +156,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # One row, rewritten by `check_writable` (/readyz): the proof a commit still works.
+        """
+        CREATE TABLE health (
+            id         INTEGER PRIMARY KEY CHECK (id = 1),
+            checked_at REAL NOT NULL
+        )
+        """,
+    ),
 )
 
 # Only the oldest pending row of a conversation is a candidate (the NOT EXISTS), and
@@ -310,6 +319,20 @@ class SQLiteStore(Store):
             return int(row[0])
 
         return await self._writer.run(count)
+
+    async def check_writable(self) -> None:
+        def touch(db: sqlite3.Connection) -> None:
+            # A real row written and committed (in the writer's next group commit): only
+            # a commit finds out that the disk is full or the file has gone read-only.
+            db.execute(
+                """
+                INSERT INTO health (id, checked_at) VALUES (1, ?)
+                ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at
+                """,
+                (time.time(),),
+            )
+
+        await self._writer.run(touch)
 
     # --- conversation state ------------------------------------------------------
 

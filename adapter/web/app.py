@@ -29,6 +29,7 @@ from adapter.web.body_limit import (
 )
 from adapter.web.errors import EXCEPTION_HANDLERS
 from adapter.web.metrics import metrics_endpoint
+from adapter.web.readiness import StoreReadiness
 from adapter.web.state import channel_of
 from adapter.web.webhooks import messaging_webhook, status_callback
 
@@ -40,9 +41,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    if channel_of(request).accepting:
-        return JSONResponse({"ready": True})
-    return JSONResponse({"ready": False}, status_code=503)
+    if not channel_of(request).accepting:
+        return JSONResponse({"ready": False, "reason": "not started or shutting down"}, 503)
+    readiness: StoreReadiness = request.app.state.readiness
+    problem = await readiness.problem()
+    if problem is not None:
+        return JSONResponse({"ready": False, "reason": problem}, status_code=503)
+    return JSONResponse({"ready": True})
 
 
 def create_app(
@@ -98,6 +103,7 @@ def create_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.channel = channel
+    app.state.readiness = StoreReadiness(channel.store)
     return app
 
 

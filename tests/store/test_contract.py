@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapter.store.base import OutboundRecord, ReplyDraft, Store
+from adapter.store.base import OutboundRecord, ReplyDraft, Store, StoreError
 from tests.store.conftest import Reopen
 
 LONG_LEASE = 60.0
@@ -527,6 +527,18 @@ async def test_a_status_keeps_twilios_error_code(store: Store) -> None:
         "undelivered",
         30003,
     )
+
+
+async def test_an_open_store_takes_a_probe_write_and_a_closed_one_says_it_cannot(
+    store: Store,
+) -> None:
+    await store.check_writable()
+    await store.check_writable()  # again: the probe rewrites its row, never piles up
+
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.check_writable()
+    await store.open()  # the fixture closes it
 
 
 async def test_a_status_counts_as_changed_only_when_it_moves_the_row(store: Store) -> None:

@@ -440,6 +440,12 @@ class PostgresStore(Store):
         # lapses with the replica holding it, and the text is due then whoever is alive.
         await self._release("inbound", job_id, None if not_before is None else _aware(not_before))
 
+    async def check_writable(self) -> None:
+        # The heartbeat is a write; renewing it early does no harm. A database that went
+        # read-only (a failover to a standby) or out of reach fails it.
+        async with self.connection() as conn:
+            await conn.execute(HEARTBEAT, self.replica_id, self.replica_name, self.replica_ttl)
+
     async def pending_inbound_count(self) -> int:
         async with self.connection() as conn:
             count = await conn.fetchval("SELECT count(*) FROM inbound WHERE state = 'pending'")
