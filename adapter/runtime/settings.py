@@ -391,6 +391,31 @@ class Settings:
         "Mask phone numbers in log lines (+1555***4567).",
         default="false",
     )
+    # -- connections (uvicorn, adapter/cli/server.py) --
+    header_timeout: timedelta = setting(
+        "SMS_ADAPTER_HEADER_TIMEOUT",
+        parse_duration,
+        "Time a client has to send a request's headers, from its first byte; then 408 and the connection is closed.",
+        default="10s",
+    )
+    body_timeout: timedelta = setting(
+        "SMS_ADAPTER_BODY_TIMEOUT",
+        parse_duration,
+        "Time a client has to send a request's body once its headers are in; then the connection is cut.",
+        default="10s",
+    )
+    keepalive_timeout: timedelta = setting(
+        "SMS_ADAPTER_KEEPALIVE_TIMEOUT",
+        parse_duration,
+        "How long an idle kept-alive connection is held open between requests.",
+        default="5s",
+    )
+    max_connections: int = setting(
+        "SMS_ADAPTER_MAX_CONNECTIONS",
+        _positive_int,
+        "Most client connections open at once; one more closes the one that has waited longest for a request (never one being answered).",
+        default="1000",
+    )
     host: str = setting("SMS_ADAPTER_HOST", _text, "Interface to listen on.", default="127.0.0.1")
     port: int = setting("SMS_ADAPTER_PORT", _positive_int, "Port to listen on.", default="8000")
     # Not a user setting: dev mode runs the emulator in-process and says so here.
