@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,6 +150,38 @@ class Redactor(logging.Filter):
         return True
 
 
+class LogThrottle:
+    """At most `burst` lines per `interval` seconds about one kind of event; the rest are
+    counted, and the next line let through says how many were left out. For events a
+    stranger can cause at will (a forged webhook), so a flood of them costs a few lines,
+    not a line (and its formatting and redaction) per request."""
+
+    def __init__(
+        self,
+        interval: float = 10.0,
+        burst: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._interval = interval
+        self._burst = burst
+        self._clock = clock
+        self._window_start = float("-inf")
+        self._in_window = 0
+        self.suppressed = 0
+
+    def allow(self) -> int | None:
+        """None to leave this line out; else how many were left out before it."""
+        now = self._clock()
+        if now - self._window_start >= self._interval:
+            self._window_start, self._in_window = now, 0
+        if self._in_window >= self._burst:
+            self.suppressed += 1
+            return None
+        self._in_window += 1
+        left_out, self.suppressed = self.suppressed, 0
+        return left_out
+
+
 def _rendered_message(record: logging.LogRecord) -> str:
     try:
         return record.getMessage()
@@ -205,6 +238,7 @@ class JsonFormatter(logging.Formatter):
 
 __all__ = [
     "JsonFormatter",
+    "LogThrottle",
     "Redactor",
     "TextFormatter",
     "mask_numbers",

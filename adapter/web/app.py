@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from adapter.botframework import connector as botframework_connector
 from adapter.botframework.connector_path import PATH_PREFIX
+from adapter.logs import LogThrottle
 from adapter.runtime.channel import Channel, build_channel
 from adapter.runtime.settings import Settings
 from adapter.web import admin, history_api
@@ -104,6 +105,7 @@ def create_app(
     )
     app.state.channel = channel
     app.state.readiness = StoreReadiness(channel.store)
+    app.state.rejection_log = LogThrottle(interval=10.0, burst=10)
     return app
 
 

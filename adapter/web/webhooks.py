@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from adapter.logs import message_fields
+from adapter.logs import LogThrottle, message_fields
 from adapter.store.base import StoreError
 from adapter.twilio.signature import SIGNATURE_HEADER, SignatureCheck
 from adapter.twilio.webhook_form import (
@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("adapter.webhook")
 
-MAX_BODY_BYTES = 64 * 1024
+# Twilio's largest webhook (1,600 characters of %-encoded CJK or emoji, ten media URLs)
+# is under 20 KiB. Anything larger is refused from its Content-Length, unread.
+MAX_BODY_BYTES = 32 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -105,14 +107,20 @@ def _reject_signature(
     channel: Channel, request: Request, check: SignatureCheck, url: str
 ) -> NoReturn:
     channel.events.signature_rejected(request.url.path, check)
-    logger.warning(
-        "rejected %s from %s: %s (%s, checked against %s)",
-        request.url.path,
-        request.client.host if request.client else "?",
-        check.reason,
-        check.algorithm,
-        _without_credentials(url) if url else "-",
-    )
+    # Anyone can post forged webhooks: a flood of them is logged a few lines at a time
+    # (one throttle per app), while sms_adapter_signature_rejections_total counts each.
+    throttle: LogThrottle = request.app.state.rejection_log
+    left_out = throttle.allow()
+    if left_out is not None:
+        logger.warning(
+            "rejected %s from %s: %s (%s, checked against %s)%s",
+            request.url.path,
+            request.client.host if request.client else "?",
+            check.reason,
+            check.algorithm,
+            _without_credentials(url) if url else "-",
+            f"; {left_out} more rejections not logged (see the metrics)" if left_out else "",
+        )
     raise RequestRejected(403, "invalid Twilio signature")
 
 

@@ -5,10 +5,13 @@ The HTTP side (status codes, signatures, storing) is in tests/web/test_webhooks.
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapter.activity import Activity
 from adapter.twilio.webhook_form import (
@@ -372,3 +375,26 @@ def test_empty_twiml_is_an_empty_response() -> None:
 def test_status_callback_form(form: list[tuple[str, str]], status: str, code: int | None) -> None:
     update = parse_status_callback(form)
     assert (update.message_sid, update.status, update.error_code) == (SMS_SID, status, code)
+
+
+_form_text = st.text(st.sampled_from("ab+%&=\\\\ é😀\x00x;#"), max_size=10)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pairs=st.lists(st.tuples(_form_text, _form_text), max_size=6), raw=st.binary(max_size=40))
+def test_parse_form_gives_what_parse_qsl_gives(pairs: list[tuple[str, str]], raw: bytes) -> None:
+    for body in (urlencode(pairs).encode(), urlencode(pairs, safe="&=%+").encode(), raw):
+        try:
+            expected = parse_qsl(body.decode(), keep_blank_values=True, errors="strict")
+        except (UnicodeDecodeError, ValueError):
+            expected = None
+        try:
+            got = parse_form(body)
+        except WebhookFormError:
+            got = None
+        if got is not None:
+            assert got == expected, body
+        else:
+            # Refused where parse_qsl is lenient only for a malformed %-escape (which
+            # parse_qsl keeps as text) or bytes that are not UTF-8.
+            assert expected is None or re.search(rb"%(?![0-9A-Fa-f]{2})", body), body

@@ -367,3 +367,19 @@ def test_random_requests_never_5xx_and_never_reach_a_bot(
     assert response.status_code < 500
     assert response.status_code != 200
     assert recording_bot.seen == []
+
+
+def test_a_flood_of_forged_webhooks_is_logged_a_few_lines_at_a_time(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": "forged-signature-abcdefghijk"}
+    with caplog.at_level("WARNING", logger="adapter.webhook"):
+        for digit in "0123456789abcdef" * 3:
+            form = _form(digit)
+            assert (
+                client.post("/api/sms", content=urlencode(form), headers=headers).status_code == 403
+            )
+    rejections = [r for r in caplog.records if "rejected /api/sms" in r.getMessage()]
+    assert 1 <= len(rejections) <= 10  # 48 forged requests within one 10 s window
+    metrics = client.get("/metrics").text
+    assert 'sms_adapter_signature_rejections_total{path="/api/sms"} 48.0' in metrics
