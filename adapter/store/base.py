@@ -188,6 +188,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def pending_inbound_count(self) -> int: ...
 
+    def claims_safe_until(self) -> float | None:
+        """Event-loop time (`loop.time()`) until which the jobs this process has claimed
+        cannot be taken over by another process, however it has lost touch with the store;
+        None when no other process shares the store's claims. Work with effects outside the
+        store (a request to Twilio) must not start past it, nor run beyond it."""
+        return None
+
     @abc.abstractmethod
     async def check_writable(self) -> None:
         """Commit a small write now; StoreError if the store cannot take one (a full

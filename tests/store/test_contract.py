@@ -541,6 +541,12 @@ async def test_an_open_store_takes_a_probe_write_and_a_closed_one_says_it_cannot
     await store.open()  # the fixture closes it
 
 
+async def test_an_open_stores_claims_are_safe_for_a_while_or_for_ever(store: Store) -> None:
+    safe_until = store.claims_safe_until()
+    # None: no other process shares the claims. Else: the heartbeat just renewed at open.
+    assert safe_until is None or safe_until > asyncio.get_running_loop().time() + 1
+
+
 async def test_a_status_counts_as_changed_only_when_it_moves_the_row(store: Store) -> None:
     await sent_row(store, "SM1", "queued")
 
