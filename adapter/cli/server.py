@@ -129,12 +129,24 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             self.transport.abort()
 
         def _make_room(self) -> None:
+            # Connections closing are still counted until asyncio reports them lost (the
+            # next loop turn), and many may be accepted in one turn: count those already
+            # on their way out, and evict only as many more as it takes.
+            closing = sum(1 for other in self.connections if other.transport.is_closing())
+            excess = len(self.connections) - closing - limits.max_connections
+            victims: list[GuardedH11Protocol] = []
             for oldest in waiting:
-                if oldest is not self:
-                    oldest.transport.abort()
-                    return
-            # Every other connection has a request being answered: refuse this one.
-            self.transport.abort()
+                if len(victims) >= excess:
+                    break
+                if oldest is not self and not oldest.transport.is_closing():
+                    victims.append(oldest)
+            for victim in victims:
+                waiting.pop(victim)
+                victim.transport.abort()
+            if excess > len(victims):
+                # Every other connection has a request being answered: refuse this one.
+                waiting.pop(self, None)
+                self.transport.abort()
 
     return GuardedH11Protocol
 

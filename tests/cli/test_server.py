@@ -36,6 +36,15 @@ FAST = ConnectionLimits(
 @contextlib.asynccontextmanager
 async def adapter(tmp_path: Path, limits: ConnectionLimits) -> AsyncIterator[str]:
     """The adapter under the hardened server; yields its base URL."""
+    async with adapter_server(tmp_path, limits) as (base, _):
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def adapter_server(
+    tmp_path: Path, limits: ConnectionLimits
+) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+    """The adapter under the hardened server: its base URL, and the server."""
     recording_bot.seen.clear()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
@@ -58,7 +67,7 @@ async def adapter(tmp_path: Path, limits: ConnectionLimits) -> AsyncIterator[str
     task = asyncio.create_task(serve(server, [sock]))
     try:
         await wait_for(lambda: server.started)
-        yield base
+        yield base, server
     finally:
         server.should_exit = True
         with contextlib.suppress(Exception):
@@ -193,12 +202,14 @@ async def test_webhooks_are_answered_while_two_thousand_slow_clients_hold_connec
     limits = ConnectionLimits(
         header_timeout=60, body_timeout=60, keepalive_timeout=5, max_connections=500
     )
-    async with adapter(tmp_path, limits) as base:
+    async with adapter_server(tmp_path, limits) as (base, server):
         slow: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        most_open = 0
         for _ in range(2000):
             reader, writer = await connect(base)
             writer.write(b"POST /api/sms HTTP/1.1\r\nHost: x\r\n")  # and never the rest
             slow.append((reader, writer))
+            most_open = max(most_open, len(server.server_state.connections))
         await asyncio.sleep(0.5)
 
         async with httpx.AsyncClient(timeout=5) as client:
@@ -209,6 +220,7 @@ async def test_webhooks_are_answered_while_two_thousand_slow_clients_hold_connec
             writer.close()
     assert statuses == [200] * 5
     assert dropped >= 1500  # the slow ones made room; at most 500 stay open
+    assert most_open <= 500 + 16  # the cap, give or take those closing this loop turn
     assert sorted(recording_bot.seen) == ["SM" + d * 32 for d in "01234"]
 
 
