@@ -10,9 +10,12 @@ accept. Here:
 - its body within `body_timeout` of the headers, however slowly; then the connection is
   cut (the endpoint sees a disconnect and stores nothing);
 - between requests a kept-alive connection waits `keepalive_timeout` (uvicorn's own);
-- at most `max_connections` are open: one more evicts the connection that has waited
-  longest for a request (the slow and the idle), never one whose request is being
-  answered, so a flood of slow clients cannot crowd out Twilio;
+- at most `max_connections` wait for a request: one more evicts the connection that has
+  waited longest (at least MIN_VICTIM_AGE) for its request, the slow before the idle, never
+  one whose request is being answered; if none has waited that long, the newcomer is let
+  in with MIN_VICTIM_AGE to send its headers (a real client needs milliseconds), up to
+  HARD_LIMIT_FACTOR x the cap. So slow clients, even reconnecting at once, never crowd out
+  Twilio, and descriptors stay bounded;
 - accept errors (out of file descriptors) are logged once per ACCEPT_ERROR_LOG_INTERVAL
   with a count, not once per attempt.
 """
@@ -38,6 +41,11 @@ logger = logging.getLogger("adapter.server")
 # Twilio's headers are well under 2 KiB.
 MAX_HEADER_BYTES = 16 * 1024
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
+# A connection gives way to a new one only after waiting this long for its request; a
+# connection admitted over the cap (nobody could give way) has this long for its headers.
+MIN_VICTIM_AGE = 1.0
+# Over-cap admissions stop at this multiple of max_connections: then new ones are refused.
+HARD_LIMIT_FACTOR = 2
 # File descriptors kept for everything but client connections: the store, the LISTEN
 # connection, HTTP clients to Twilio and bots, log files.
 RESERVED_DESCRIPTORS = 128
@@ -134,19 +142,43 @@ def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
             # on their way out, and evict only as many more as it takes.
             closing = sum(1 for other in self.connections if other.transport.is_closing())
             excess = len(self.connections) - closing - limits.max_connections
-            victims: list[GuardedH11Protocol] = []
-            for oldest in waiting:
-                if len(victims) >= excess:
-                    break
-                if oldest is not self and not oldest.transport.is_closing():
-                    victims.append(oldest)
+            if excess <= 0:
+                return
+            victims = _victims(excess, exclude=self)
             for victim in victims:
                 waiting.pop(victim)
                 victim.transport.abort()
             if excess > len(victims):
-                # Every other connection has a request being answered: refuse this one.
-                waiting.pop(self, None)
-                self.transport.abort()
+                if len(self.connections) - closing - len(victims) > HARD_LIMIT_FACTOR * (
+                    limits.max_connections
+                ):
+                    waiting.pop(self, None)
+                    self.transport.abort()
+                else:
+                    # Nobody has waited long enough to give way. Refusing would turn away
+                    # Twilio as readily as an attacker; instead this one gets a short
+                    # while for its headers, which a real client sends at once.
+                    self._arm(MIN_VICTIM_AGE)
+
+    def _victims(count: int, exclude: GuardedH11Protocol) -> list[GuardedH11Protocol]:
+        """Up to `count` connections to close, oldest first: those mid-request (slow) before
+        those idle between requests, and only those that have waited MIN_VICTIM_AGE. A
+        client that sends its request at once is never that slow; and a flood of new
+        connections cannot make old ones churn faster than the cap per MIN_VICTIM_AGE."""
+        old_enough = time.monotonic() - MIN_VICTIM_AGE
+        found: list[GuardedH11Protocol] = []
+        for phases in (("headers", "body"), ("idle",)):
+            for connection, since in waiting.items():
+                if since > old_enough or len(found) >= count:
+                    break
+                if (
+                    connection is not exclude
+                    and connection._phase in phases
+                    and not connection.transport.is_closing()
+                    and connection not in found
+                ):
+                    found.append(connection)
+        return found
 
     return GuardedH11Protocol
 
@@ -188,7 +220,7 @@ def descriptor_budget(wanted: int) -> int:
     """`wanted` connections, or fewer if the process's descriptor limit cannot hold them
     beside what the adapter needs for itself. Raises the soft limit first if it can."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = wanted + RESERVED_DESCRIPTORS
+    needed = HARD_LIMIT_FACTOR * wanted + RESERVED_DESCRIPTORS
     if soft != resource.RLIM_INFINITY and soft < needed:
         target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         try:
@@ -198,7 +230,7 @@ def descriptor_budget(wanted: int) -> int:
             pass
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return wanted
-    budget = max(soft - RESERVED_DESCRIPTORS, 16)
+    budget = max((soft - RESERVED_DESCRIPTORS) // HARD_LIMIT_FACTOR, 16)
     logger.warning(
         "SMS_ADAPTER_MAX_CONNECTIONS=%d does not fit the descriptor limit (%d): "
         "serving at most %d connections",
