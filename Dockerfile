@@ -5,10 +5,12 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY adapter ./adapter
 COPY bots ./bots
-RUN pip install --no-cache-dir . \
+# The exact versions of constraints.txt, never whatever is newest on the day of the build
+# (refresh them with tools/refresh-constraints).
+RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --system --home-dir /app --shell /usr/sbin/nologin adapter \
     && mkdir /data && chown adapter /data
 

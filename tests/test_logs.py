@@ -134,6 +134,74 @@ def test_a_basic_auth_header_never_reaches_a_line(username: str, password: str) 
     assert stream.getvalue().endswith("httpx: Authorization: Basic [redacted]\n")
 
 
+def _lower_percent(text: str) -> str:
+    """Every character %-encoded, in lower-case hex: what quote() never produces."""
+    return "".join(f"%{byte:02x}" for byte in text.encode())
+
+
+# Each row: an access line as uvicorn writes it, and what must be left of it.
+BY_NAME = [
+    pytest.param(
+        f'GET /console?token={_lower_percent(ADMIN_TOKEN)}&x=1 HTTP/1.1" 200',
+        'GET /console?token=[redacted]&x=1 HTTP/1.1" 200',
+        id="admin-token-lower-case-percent-encoded",
+    ),
+    pytest.param(
+        f"GET /console/api/feed?TOKEN={ADMIN_TOKEN.upper()} HTTP/1.1",
+        "GET /console/api/feed?TOKEN=[redacted] HTTP/1.1",
+        id="unknown-value-of-the-token-parameter",
+    ),
+    pytest.param(
+        "GET /console?%74oken=guess HTTP/1.1",
+        "GET /console?%74oken=[redacted] HTTP/1.1",
+        id="parameter-name-percent-encoded",
+    ),
+    pytest.param(
+        "headers: {'authorization': 'Bearer not-configured-anywhere'}",
+        "headers: {'authorization': 'Bearer [redacted]'}",
+        id="authorization-header-of-any-value",
+    ),
+    pytest.param(
+        "(b'authorization', b'Basic dXNlcjpwYXNz')",
+        "(b'authorization', b'Basic [redacted]')",
+        id="raw-asgi-header",
+    ),
+]
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("line", "expected"), BY_NAME)
+def test_credentials_are_hidden_by_name_whatever_their_encoding(line: str, expected: str) -> None:
+    stream = _capture(SETTINGS)
+    logging.getLogger("uvicorn.access").info("%s", line)
+    assert stream.getvalue().endswith(f"uvicorn.access: {expected}\n")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_secret_is_found_in_any_percent_encoding() -> None:
+    stream = _capture(SETTINGS)
+    logging.getLogger("adapter").warning("posted %s", _lower_percent(AUTH_TOKEN))
+    assert stream.getvalue().endswith("adapter: posted [redacted]\n")
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("short", ["ok", "bot", "text", "hello1"])
+def test_a_short_secret_never_mangles_ordinary_words(short: str) -> None:
+    stream = _capture(replace(SETTINGS, admin_token=short))
+    line = "text SMaaa accepted: ok, the bot said hello1 (texts: 2)"
+    logging.getLogger("adapter").info(line)
+    logging.getLogger("uvicorn.access").info("GET /console?token=%s HTTP/1.1", short)
+    assert stream.getvalue().splitlines()[-2].endswith(f"adapter: {line}")
+    assert stream.getvalue().endswith("GET /console?token=[redacted] HTTP/1.1\n")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_long_secret_is_not_replaced_inside_a_longer_word() -> None:
+    stream = _capture(replace(SETTINGS, admin_token="abcdefgh"))
+    logging.getLogger("adapter").info("xabcdefghy and abcdefgh")
+    assert stream.getvalue().endswith("adapter: xabcdefghy and [redacted]\n")
+
+
 @pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize(
     ("mask", "text", "expected"),

@@ -120,7 +120,8 @@ def _endpoint(operation: Operation) -> Callable[[Request], Awaitable[Response]]:
 async def _json_object(request: Request) -> Mapping[str, Any]:
     try:
         data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nested thousands deep ([[[[...), which json cannot take apart.
         raise bad_request("the body is not JSON", "BadSyntax") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object", "BadSyntax")

@@ -136,7 +136,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 
 def _limit(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise argparse.ArgumentTypeError("expected a whole number of at least 1")
     return int(text)
 

@@ -14,11 +14,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-import uvicorn
-
 from adapter.asgi import build_app
 from adapter.cli.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, DEV_NUMBER
 from adapter.cli.history import add_history_command
+from adapter.cli.server import ConnectionLimits
+from adapter.cli.server import run as run_server
 from adapter.config_error import ConfigError
 from adapter.runtime.channel import build_channel
 from adapter.runtime.gc_tuning import tune_garbage_collector
@@ -38,21 +38,25 @@ def _load(args: argparse.Namespace, **overrides: object) -> Settings:
     return settings
 
 
-def _run(app: object, host: str, port: int, log_level: str) -> None:
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        header_timeout=settings.header_timeout.total_seconds(),
+        body_timeout=settings.body_timeout.total_seconds(),
+        keepalive_timeout=settings.keepalive_timeout.total_seconds(),
+        max_connections=settings.max_connections,
+    )
+
+
+def _run(app: object, host: str, port: int, settings: Settings) -> None:
     tune_garbage_collector()
-    config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
+    run_server(
+        app,
+        connection_limits(settings),
         host=host,
         port=port,
-        log_level=log_level.lower(),
-        # uvicorn's lines go through adapter.logs (format, redaction), not its own config.
-        log_config=None,
-        # We read X-Forwarded-* ourselves, only from SMS_ADAPTER_TRUSTED_PROXIES.
-        proxy_headers=False,
-        server_header=False,
+        log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=30,
     )
-    uvicorn.Server(config).run()
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -82,7 +86,7 @@ Stop with Ctrl+C.
 """,
         flush=True,
     )
-    _run(dev.app, host, port, settings.log_level)
+    _run(dev.app, host, port, settings)
 
 
 async def _check_store(settings: Settings) -> None:
@@ -113,7 +117,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     asyncio.run(_check_store(settings))
     app = build_app(settings, channel=channel)
     logger.info("serving on http://%s:%s (bots: %s)", settings.host, settings.port, settings.bots)
-    _run(app, settings.host, settings.port, settings.log_level)
+    _run(app, settings.host, settings.port, settings)
 
 
 def cmd_check(args: argparse.Namespace) -> None:
@@ -163,7 +167,7 @@ def cmd_emulator(args: argparse.Namespace) -> None:
         f"webhooks to {args.webhook_url or 'nowhere (--webhook-url not given)'}",
         flush=True,
     )
-    _run(create_emulator_app(config), args.host, args.port, settings.log_level)
+    _run(create_emulator_app(config), args.host, args.port, settings)
 
 
 def _pairs(values: list[str] | None, flag: str, shape: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +35,7 @@ from adapter.delivery.routes import RouteTable
 from adapter.delivery.worker import ClaimLoop, ClaimLoopWorker
 from adapter.logs import message_fields
 from adapter.long_messages import LongMessages
-from adapter.store.base import InboundJob, ReplyDraft, Store
+from adapter.store.base import InboundJob, ReplyDraft, Store, StoreError
 from adapter.twilio.messages import InboundMessage, OutboundMessage
 
 logger = logging.getLogger("adapter.dispatcher")
@@ -42,6 +43,10 @@ logger = logging.getLogger("adapter.dispatcher")
 LEASE_SECONDS = 300.0
 # What the store records for a text found older than SMS_ADAPTER_CATCHUP_MAX_AGE.
 TOO_OLD = "not handled: older than SMS_ADAPTER_CATCHUP_MAX_AGE when found by catch-up"
+# A turn whose commit failed is handed back to run again after this long, and the hand-back
+# itself (the store may still be failing) is tried again with these pauses, growing.
+RETRY_AFTER_STORE_ERROR = 1.0
+HAND_BACK_PAUSES = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class Dispatcher(ClaimLoopWorker[InboundJob]):
@@ -79,11 +84,42 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
         self._loop: ClaimLoop[InboundJob] = ClaimLoop(
             "dispatcher",
             claim=lambda n: store.claim_inbound(n, self._lease),
-            handle=self.handle,
+            handle=self._handle_or_hand_back,
             release=lambda job: store.release_inbound(job.id),
             concurrency=concurrency,
             poll_interval=poll_interval,
         )
+
+    async def _handle_or_hand_back(self, job: InboundJob) -> None:
+        try:
+            await self.handle(job)
+        except StoreError as error:
+            await self._hand_back(job, error)
+
+    async def _hand_back(self, job: InboundJob, error: StoreError) -> None:
+        """The store failed mid-turn (most often the commit of its outcome): nothing of
+        the turn was kept, so the text must run again. Waiting out the claim's lease
+        would hold an acknowledged text (and the rest of its conversation) for minutes;
+        releasing it makes it due again in a second, once the store takes writes."""
+        fields = message_fields(conversation=job.conversation)
+        logger.warning(
+            "text %s: the store failed during its turn (%s); it will run again",
+            job.message_id,
+            error,
+            extra=fields,
+        )
+        loop = asyncio.get_running_loop()
+        gives_up_at = loop.time() + LEASE_SECONDS  # by then the lease has lapsed anyway
+        for attempt in itertools.count():
+            not_before = datetime.now(UTC) + timedelta(seconds=RETRY_AFTER_STORE_ERROR)
+            try:
+                await self._store.release_inbound(job.id, not_before=not_before)
+                return
+            except StoreError:
+                pause = HAND_BACK_PAUSES[min(attempt, len(HAND_BACK_PAUSES) - 1)]
+                if loop.time() + pause > gives_up_at:
+                    return
+                await asyncio.sleep(pause)
 
     async def handle(self, job: InboundJob) -> None:
         message = InboundMessage.from_json(job.payload)

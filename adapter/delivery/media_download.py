@@ -166,7 +166,7 @@ class MediaDownloader:
 
 async def _read_capped(response: httpx.Response, limit: int, url: httpx.URL) -> bytes:
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > limit:
         raise MediaTooLarge(f"{_shown(url)} is {int(declared)} bytes; max_bytes is {limit}")
     chunks: list[bytes] = []
     size = 0

@@ -4,13 +4,21 @@ Each attempt is recorded in the store before the request is made. If the outcome
 unknown (a timeout, a dropped connection, a crash mid-request), Twilio may already have
 created the message and its create call has no idempotency key, so before sending again
 the sender looks for the message at Twilio (List Messages) and adopts it if found.
+
+In a fleet, that look is only sound if the replica that made the attempt can no longer
+be sending it. So a send runs only inside the store's fence (`claims_safe_until`): none
+starts with less than MIN_SEND_WINDOW left of it, and one still in flight when the fence
+passes (the replica lost the database and cannot renew it) is cancelled. The fence moves
+on while the heartbeat is renewed, so a healthy replica's slow send is never cut.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from adapter.delivery.events import NO_EVENTS, ChannelEvents
@@ -19,7 +27,7 @@ from adapter.delivery.retry import GiveUp, RetryPolicy
 from adapter.delivery.worker import ClaimLoop, ClaimLoopWorker
 from adapter.logs import message_fields
 from adapter.ratelimit import Limiter
-from adapter.store.base import OutboundJob, Store
+from adapter.store.base import OutboundJob, Store, StoreError
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.errors import (
     TwilioApiError,
@@ -38,6 +46,15 @@ LEASE_SECONDS = 120.0
 CLOCK_SKEW = timedelta(seconds=2)
 # How far back (newest first) reconciliation looks for an in-doubt message.
 RECONCILE_SCAN_LIMIT = 200
+# A send does not start with less than this left before the fence; how often an in-flight
+# send looks whether the fence has moved on.
+MIN_SEND_WINDOW = 1.0
+FENCE_CHECK_INTERVAL = 0.1
+
+
+class FencePassed(Exception):
+    """This replica's claims may be taken over: it must not (go on) send(ing)."""
+
 
 # (conversation, message, reason): a reply given up before it reached Twilio, for its
 # bot's status handlers.
@@ -141,21 +158,35 @@ class Sender(ClaimLoopWorker[OutboundJob]):
                 extra=message_fields(conversation=job.conversation, outbox_id=job.id),
             )
 
+        if not self._inside_fence(MIN_SEND_WINDOW):
+            await self._step_back(job)
+            return
         await self._store.mark_attempt_started(job.id, now)
         started = self._clock()
         try:
-            async with self._limiter.slot(message.from_ or message.messaging_service_sid):
-                resource = await self._client.send_message(
-                    to=message.to,
-                    body=message.body,
-                    from_=message.from_,
-                    messaging_service_sid=message.messaging_service_sid,
-                    media_urls=message.media_urls,
-                    status_callback=self._status_callback_url,
-                    application_sid=self._application_sid,
-                    options=message.options,
-                    remaining_validity=remaining_validity,
-                )
+            async with self._fenced():
+                async with self._limiter.slot(message.from_ or message.messaging_service_sid):
+                    resource = await self._client.send_message(
+                        to=message.to,
+                        body=message.body,
+                        from_=message.from_,
+                        messaging_service_sid=message.messaging_service_sid,
+                        media_urls=message.media_urls,
+                        status_callback=self._status_callback_url,
+                        application_sid=self._application_sid,
+                        options=message.options,
+                        remaining_validity=remaining_validity,
+                    )
+        except FencePassed:
+            # Cancelled mid-request: Twilio may have the message. The attempt is on record
+            # (in doubt), so whoever sends this next looks for it at Twilio first.
+            logger.warning(
+                "outbox %s: send cancelled: this replica lost the database and its claim "
+                "may be taken over; the next attempt checks Twilio first",
+                job.id,
+                extra=message_fields(conversation=job.conversation, outbox_id=job.id),
+            )
+            return
         except TwilioError as error:
             ambiguous = isinstance(error, TwilioTransportError) and error.ambiguous
             await self._after_error(job, error, in_doubt=ambiguous)
@@ -169,6 +200,50 @@ class Sender(ClaimLoopWorker[OutboundJob]):
             resource.sid,
             extra=message_fields(resource.sid, job.conversation, outbox_id=job.id),
         )
+
+    def _inside_fence(self, margin: float) -> bool:
+        fence = self._store.claims_safe_until()
+        return fence is None or fence - asyncio.get_running_loop().time() >= margin
+
+    async def _step_back(self, job: OutboundJob) -> None:
+        """Too near the fence to start: hand the job back if the store still listens (if
+        not, its claim lapses and another replica takes it)."""
+        logger.warning(
+            "outbox %s: not sent: this replica cannot renew its claim on the database",
+            job.id,
+            extra=message_fields(conversation=job.conversation, outbox_id=job.id),
+        )
+        with contextlib.suppress(StoreError, TimeoutError):
+            async with asyncio.timeout(MIN_SEND_WINDOW):
+                await self._store.release_outbound(job.id)
+
+    @contextlib.asynccontextmanager
+    async def _fenced(self) -> AsyncIterator[None]:
+        """Runs the body until it ends or the fence passes (FencePassed), following the
+        fence as heartbeats move it on."""
+        fence = self._store.claims_safe_until()
+        if fence is None:
+            yield
+            return
+        scope = asyncio.timeout_at(fence)
+
+        async def follow() -> None:
+            while True:
+                await asyncio.sleep(FENCE_CHECK_INTERVAL)
+                moved = self._store.claims_safe_until()
+                if moved is not None:
+                    scope.reschedule(moved)
+
+        follower = asyncio.create_task(follow())
+        try:
+            async with scope:
+                yield
+        except TimeoutError:
+            if scope.expired():
+                raise FencePassed from None
+            raise
+        finally:
+            follower.cancel()
 
     async def _after_error(self, job: OutboundJob, error: TwilioError, *, in_doubt: bool) -> None:
         # A 429 has already slowed the limiter down: it saw the error leave its slot.

@@ -46,14 +46,17 @@ class StatusRecorder:
 
     async def apply(self, message_sid: str, status: str, error_code: int | None) -> bool:
         """Record a status and tell the bot; False when the SID is not (yet) known."""
-        record = await self._store.update_status(message_sid, status, error_code)
-        if record is None:
+        change = await self._store.update_status(message_sid, status, error_code)
+        if change is None:
             return False
+        record = change.record
         message = OutboundMessage.from_json(record.payload)
         if error_code == UNSUBSCRIBED_ERROR:
             await self._opt_outs.note_unsubscribed(message, f"error {error_code} on {message_sid}")
-        if record.twilio_status != status:
-            return True  # a late status that would move backwards
+        if not change.changed:
+            # A replayed or repeated callback, or a late one that would move backwards:
+            # the bot has already heard of this status (or a later one).
+            return True
         route = self._routes.resolve(message.from_ or "", message.messaging_service_sid)
         if route is None:
             return True

@@ -86,6 +86,8 @@ class Channel:
     statuses: StatusRecorder
     status_refresher: StatusRefresher
     bots: BotLifecycle
+    # The AccountSids a webhook may name: ours and SMS_ADAPTER_SUBACCOUNTS.
+    accounts: frozenset[str]
     catchup: InboundCatchUp | None = None  # None: SMS_ADAPTER_CATCHUP_INTERVAL is off
     accepting: bool = False
     _dispatcher_start: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
@@ -354,6 +356,7 @@ def build_channel(
         ),
         statuses=statuses,
         bots=BotLifecycle(routes),
+        accounts=frozenset({credentials.account_sid, *settings.subaccounts}),
         status_refresher=StatusRefresher(
             store,
             client,

@@ -27,6 +27,7 @@ from adapter.durations import parse_duration
 from adapter.long_messages import LongMessages, parse_long_messages
 from adapter.networks import Network, parse_trusted_proxies
 from adapter.ratelimit import Rate, parse_rate
+from adapter.twilio.addresses import is_account_sid
 from adapter.twilio.client import Credentials
 
 PREFIX = "SMS_ADAPTER_"
@@ -100,6 +101,14 @@ def _url(value: str) -> str:
 
 def _networks(value: str) -> tuple[Network, ...]:
     return tuple(parse_trusted_proxies(value))
+
+
+def _account_sids(value: str) -> tuple[str, ...]:
+    sids = tuple(sid.strip() for sid in value.split(",") if sid.strip())
+    for sid in sids:
+        if not is_account_sid(sid):
+            raise ValueError(f"{sid!r} is not an account SID (AC followed by 32 hex digits)")
+    return sids
 
 
 def _comma_list(value: str) -> tuple[str, ...]:
@@ -196,6 +205,13 @@ class Settings:
         _text,
         "Twilio account SID (AC...).",
         documented="none (dev: a fixed test value)",
+    )
+    subaccounts: tuple[str, ...] = setting(
+        "SMS_ADAPTER_SUBACCOUNTS",
+        _account_sids,
+        "Other account SIDs (AC..., comma-separated) whose webhooks we take, e.g. subaccounts that share our numbers; any other AccountSid gets 403.",
+        default="",
+        documented="none",
     )
     auth_token: str | None = setting(
         "TWILIO_AUTH_TOKEN",
@@ -442,6 +458,31 @@ class Settings:
         _bool,
         "Mask phone numbers in log lines (+1555***4567).",
         default="false",
+    )
+    # -- connections (uvicorn, adapter/cli/server.py) --
+    header_timeout: timedelta = setting(
+        "SMS_ADAPTER_HEADER_TIMEOUT",
+        parse_duration,
+        "Time a client has to send a request's headers, from its first byte; then 408 and the connection is closed.",
+        default="10s",
+    )
+    body_timeout: timedelta = setting(
+        "SMS_ADAPTER_BODY_TIMEOUT",
+        parse_duration,
+        "Time a client has to send a request's body once its headers are in; then the connection is cut.",
+        default="10s",
+    )
+    keepalive_timeout: timedelta = setting(
+        "SMS_ADAPTER_KEEPALIVE_TIMEOUT",
+        parse_duration,
+        "How long an idle kept-alive connection is held open between requests.",
+        default="5s",
+    )
+    max_connections: int = setting(
+        "SMS_ADAPTER_MAX_CONNECTIONS",
+        _positive_int,
+        "Most client connections open at once; one more closes the one that has waited longest for a request (never one being answered).",
+        default="1000",
     )
     host: str = setting("SMS_ADAPTER_HOST", _text, "Interface to listen on.", default="127.0.0.1")
     port: int = setting("SMS_ADAPTER_PORT", _positive_int, "Port to listen on.", default="8000")

@@ -82,6 +82,17 @@ class OutboundRecord:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """What `update_status` did: the row after the update, and whether its status moved.
+
+    `changed` is False for a replayed or repeated status and for one that would move
+    backwards: the bots' status handlers run only when it is True."""
+
+    record: OutboundRecord
+    changed: bool
+
+
+@dataclass(frozen=True)
 class HistoryEntry:
     """One message of a conversation as Twilio knows it (cached for history)."""
 
@@ -186,6 +197,20 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def pending_inbound_count(self) -> int: ...
 
+    def claims_safe_until(self) -> float | None:
+        """Event-loop time (`loop.time()`) until which the jobs this process has claimed
+        cannot be taken over by another process, however it has lost touch with the store;
+        None when no other process shares the store's claims. Work with effects outside the
+        store (a request to Twilio) must not start past it, nor run beyond it."""
+        return None
+
+    @abc.abstractmethod
+    async def check_writable(self) -> None:
+        """Commit a small write now; StoreError if the store cannot take one (a full
+        disk, a lock held elsewhere, a database gone read-only or out of reach). What
+        `/readyz` asks, so a replica that could not keep a text is taken out of rotation.
+        """
+
     # --- conversation state ------------------------------------------------------
 
     @abc.abstractmethod
@@ -267,10 +292,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
+    ) -> StatusChange | None:
         """Record a status Twilio reported for a message we sent. Statuses only move
         forward (see STATUS_RANK); a status that would move back is ignored. Returns
-        the row (after the update) or None if the SID is not ours."""
+        the row (after the update) and whether its status changed, or None if the SID
+        is not ours. The check and the change are one step, so of two deliveries of the
+        same callback racing each other exactly one sees `changed`."""
 
     @abc.abstractmethod
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:

@@ -30,6 +30,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboxStats,
     ReplyDraft,
+    StatusChange,
     Store,
     StoreError,
 )
@@ -184,6 +185,9 @@ class MemoryStore(Store):
         self._check_open()
         return sum(not row.done for row in self._inbound.values())
 
+    async def check_writable(self) -> None:
+        self._check_open()
+
     # --- conversation state ------------------------------------------------------
 
     async def load_state(self, conversation: str) -> dict[str, Any]:
@@ -281,11 +285,12 @@ class MemoryStore(Store):
 
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
+    ) -> StatusChange | None:
         self._check_open()
         row = self._outbound_by_sid.get(message_sid)
         if row is None:
             return None
+        changed = False
         if row.twilio_status == status:
             # A refresh confirming the status: ask again only after another wait.
             row.status_updated_at = datetime.now(UTC)
@@ -293,7 +298,8 @@ class MemoryStore(Store):
             row.twilio_status, row.status_updated_at = status, datetime.now(UTC)
             if error_code is not None:
                 row.error_code = error_code
-        return _record(row)
+            changed = True
+        return StatusChange(_record(row), changed)
 
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
         self._check_open()

@@ -40,6 +40,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboxStats,
     ReplyDraft,
+    StatusChange,
     Store,
     StoreError,
 )
@@ -173,6 +174,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Claims order a conversation's pending texts by when Twilio received them.
         "CREATE INDEX inbound_pending_by_time ON inbound (conversation, received_at, id) "
         "WHERE state = 'pending'",
+        # One row, rewritten by `check_writable` (/readyz): the proof a commit still works.
+        """
+        CREATE TABLE health (
+            id         INTEGER PRIMARY KEY CHECK (id = 1),
+            checked_at REAL NOT NULL
+        )
+        """,
     ),
 )
 
@@ -346,6 +354,20 @@ class SQLiteStore(Store):
 
         return await self._writer.run(count)
 
+    async def check_writable(self) -> None:
+        def touch(db: sqlite3.Connection) -> None:
+            # A real row written and committed (in the writer's next group commit): only
+            # a commit finds out that the disk is full or the file has gone read-only.
+            db.execute(
+                """
+                INSERT INTO health (id, checked_at) VALUES (1, ?)
+                ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at
+                """,
+                (time.time(),),
+            )
+
+        await self._writer.run(touch)
+
     # --- conversation state ------------------------------------------------------
 
     async def load_state(self, conversation: str) -> dict[str, Any]:
@@ -502,13 +524,14 @@ class SQLiteStore(Store):
 
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
-        def update(db: sqlite3.Connection) -> OutboundRecord | None:
+    ) -> StatusChange | None:
+        def update(db: sqlite3.Connection) -> StatusChange | None:
             row = db.execute(
                 "SELECT id, twilio_status FROM outbound WHERE message_sid = ?", (message_sid,)
             ).fetchone()
             if row is None:
                 return None
+            changed = False
             if row["twilio_status"] == status:
                 # A refresh confirming the status: ask again only after another wait.
                 db.execute(
@@ -525,7 +548,10 @@ class SQLiteStore(Store):
                     """,
                     (status, status in FINAL_STATUSES, time.time(), error_code, row["id"]),
                 )
-            return _get_record(db, "id = ?", row["id"])
+                changed = True
+            record = _get_record(db, "id = ?", row["id"])
+            assert record is not None  # the row was read in this transaction
+            return StatusChange(record, changed)
 
         return await self._writer.run(update)
 

@@ -47,6 +47,11 @@ def _user_agent() -> str:
 USER_AGENT: Final = _user_agent()
 
 
+# The longest a request to Twilio may take: the client's timeout, and how long the fleet
+# waits past a silent replica's lease before taking over its sends (see PostgresStore).
+REQUEST_TIMEOUT = 15.0
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Who we are to Twilio: the account, and the pair for HTTP Basic auth."""
@@ -65,7 +70,7 @@ class TwilioClient:
         base_url: str = "https://api.twilio.com",
         *,
         http: httpx.AsyncClient | None = None,
-        timeout: float = 15.0,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         """`http` shares a client (and its connection pool, or a test transport).
 

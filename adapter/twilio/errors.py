@@ -281,6 +281,8 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
 def _as_int(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        if len(value.strip()) > 18:
+            return None
         return int(value)
     return None

@@ -76,12 +76,18 @@ def _sign(key: str, message: bytes, algorithm: str) -> bytes:
 
 
 def url_variants(url: str) -> list[str]:
-    """The URL as given, then with its scheme's default port added or removed.
+    """The URLs Twilio may have signed for a request to `url`, the URL as given first.
 
-    Twilio is inconsistent about whether `:443`/`:80` is in the URL it signs, so the
-    reference library tries both. Unlike the reference, a non-default port is never
-    dropped: Twilio cannot have requested `host:8443` while signing plain `host`.
-    Everything after the authority (path, query) is kept byte for byte.
+    | requested                   | also tried                                        |
+    |-----------------------------|---------------------------------------------------|
+    | `scheme://host/p`           | `scheme://host:443/p` (`:80` for http)            |
+    | `scheme://host:443/p` (default port) | `scheme://host/p`                        |
+    | `https://host:8443/p`       | `https://host/p`: Twilio's own libraries accept it, and Twilio has been seen to sign it so |
+    | `http://host:8000/p`        | nothing: a plain-http webhook on its own port is a local setup, signed as requested |
+
+    Twilio is inconsistent about whether the port is in the URL it signs, so the
+    reference library tries the URL with and without it. Everything after the authority
+    (path, query) is kept byte for byte.
     """
     scheme, separator, rest = url.partition("://")
     default_port = DEFAULT_PORTS.get(scheme.lower())
@@ -94,7 +100,7 @@ def url_variants(url: str) -> list[str]:
     prefix = f"{scheme}://{userinfo}{at}{host}"
     if port is None:
         return [url, f"{prefix}:{default_port}{tail}"]
-    if port == default_port:
+    if port == default_port or scheme.lower() == "https":
         return [url, prefix + tail]
     return [url]
 

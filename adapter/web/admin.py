@@ -102,7 +102,8 @@ async def send_message(request: Request) -> Response:
     channel = channel_of(request)
     try:
         data = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a body nested thousands deep ([[[[...) is not a message either.
         return error_response(400, "expected a JSON body")
     fields, problem = _validate(data, channel)
     if problem is not None:
@@ -129,7 +130,8 @@ async def send_message(request: Request) -> Response:
 async def get_message(request: Request) -> Response:
     channel = channel_of(request)
     raw_id = request.path_params["outbox_id"]
-    if not raw_id.isdigit():
+    # ASCII digits only (isdigit() takes '²'), and short enough for a 64-bit row id.
+    if not (raw_id.isascii() and raw_id.isdigit()) or len(raw_id) > 18:
         return error_response(400, "the id is a number returned by POST /api/messages")
     record = await channel.store.get_outbound(int(raw_id))
     if record is None:

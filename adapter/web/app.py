@@ -18,14 +18,22 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapter.botframework import connector as botframework_connector
+from adapter.botframework.connector_path import PATH_PREFIX
 from adapter.config_error import ConfigError
+from adapter.logs import LogThrottle
 from adapter.runtime.channel import Channel, build_channel
 from adapter.runtime.settings import Settings
 from adapter.store.base import StoreError
 from adapter.web import admin, history_api
 from adapter.web.auth import AdminAccess, AdminAuthMiddleware
+from adapter.web.body_limit import (
+    CONNECTOR_MAX_BODY_BYTES,
+    DEFAULT_MAX_BODY_BYTES,
+    BodyLimitMiddleware,
+)
 from adapter.web.errors import EXCEPTION_HANDLERS
 from adapter.web.metrics import metrics_endpoint
+from adapter.web.readiness import StoreReadiness
 from adapter.web.state import channel_of
 from adapter.web.webhooks import messaging_webhook, status_callback
 
@@ -39,9 +47,16 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     channel = channel_of(request)
     details: dict[str, object] = {"ready": channel.accepting}
+    if not channel.accepting:
+        details["reason"] = "not started or shutting down"
+    else:
+        readiness: StoreReadiness = request.app.state.readiness
+        problem = await readiness.problem()
+        if problem is not None:
+            details |= {"ready": False, "reason": problem}
     if channel.catchup is not None:
         details["catchup"] = await catchup_details(channel)
-    return JSONResponse(details, status_code=200 if channel.accepting else 503)
+    return JSONResponse(details, status_code=200 if details["ready"] else 503)
 
 
 async def catchup_details(channel: Channel) -> dict[str, object]:
@@ -139,12 +154,20 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            # Outermost: an oversized body is refused before anything else looks at it.
+            Middleware(
+                BodyLimitMiddleware,
+                default=DEFAULT_MAX_BODY_BYTES,
+                by_prefix=[(PATH_PREFIX + "/", CONNECTOR_MAX_BODY_BYTES)],
+            ),
             Middleware(CleanStartupFailure, failures=startup_failures),
             Middleware(AdminAuthMiddleware, access=access),
         ],
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.channel = channel
+    app.state.readiness = StoreReadiness(channel.store)
+    app.state.rejection_log = LogThrottle(interval=10.0, burst=10)
     return app
 
 

@@ -45,7 +45,7 @@ def _plus_restored(value: str) -> str:
     # means a space. No address starts with a space, so the "+" is what was meant.
     channel = "whatsapp:" if value.startswith("whatsapp:") else ""
     number = value.removeprefix(channel)
-    if number.startswith(" ") and number[1:].isdigit():
+    if number.startswith(" ") and number[1:].isascii() and number[1:].isdigit():
         number = "+" + number[1:]
     return channel + number
 
@@ -54,7 +54,7 @@ def _limit(request: Request) -> int:
     raw = request.query_params.get("limit")
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 4 or not 1 <= int(raw) <= MAX_LIMIT:
         raise ValueError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from adapter.logs import message_fields
+from adapter.logs import LogThrottle, message_fields
 from adapter.store.base import StoreError
-from adapter.twilio.signature import SignatureCheck
+from adapter.twilio.signature import SIGNATURE_HEADER, SignatureCheck
 from adapter.twilio.webhook_form import (
     EMPTY_TWIML,
     WebhookFormError,
+    parse_decimal,
     parse_form,
     parse_inbound,
     parse_status_callback,
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("adapter.webhook")
 
-MAX_BODY_BYTES = 64 * 1024
+# Twilio's largest webhook (1,600 characters of %-encoded CJK or emoji, ten media URLs)
+# is under 20 KiB. Anything larger is refused from its Content-Length, unread.
+MAX_BODY_BYTES = 32 * 1024
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -51,9 +54,11 @@ class SignedForm:
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
-            raise RequestRejected(400, "bad Content-Length")
-        if int(declared) > MAX_BODY_BYTES:
+        try:
+            size = parse_decimal(declared.strip(), "Content-Length", 2**63 - 1)
+        except WebhookFormError:
+            raise RequestRejected(400, "bad Content-Length") from None
+        if size > MAX_BODY_BYTES:
             raise RequestRejected(413, "body too large")
     chunks: list[bytes] = []
     size = 0
@@ -66,31 +71,69 @@ async def _read_body(request: Request) -> bytes:
 
 
 async def read_signed_form(channel: Channel, request: Request) -> SignedForm:
-    """The form of a request Twilio signed, or RequestRejected with the status to answer."""
+    """The form of a request Twilio signed, or RequestRejected with the status to answer.
+
+    Cheapest refusals first, so an unsigned flood costs little: the content type and the
+    presence of a signature are known from the headers, before a byte of body is read;
+    the body's size and shape are checked on its raw bytes before anything is decoded.
+    """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_TYPE:
         raise RequestRejected(415, f"expected {FORM_TYPE}")
+    validating = channel.settings.validate_signatures
+    if validating and not _plausible_signature(request.headers.get(SIGNATURE_HEADER)):
+        missing = SignatureCheck(False, f"missing or malformed {SIGNATURE_HEADER} header", "-")
+        _reject_signature(channel, request, missing, "")
     body = await _read_body(request)
     try:
         pairs = parse_form(body)
     except WebhookFormError as error:
         raise RequestRejected(400, str(error)) from None
-    if not channel.settings.validate_signatures:
+    if not validating:
         return SignedForm(pairs, None)
     url = external_url(request, channel.settings.public_url, channel.trusted_proxies)
     check = channel.signatures.check(url, pairs, request.headers, body)
     if not check.valid:
-        channel.events.signature_rejected(request.url.path, check)
+        _reject_signature(channel, request, check, url)
+    return SignedForm(pairs, check)
+
+
+def _plausible_signature(value: str | None) -> bool:
+    # A base64 HMAC-SHA1 is 28 characters, HMAC-SHA256 44; anything far longer is not one.
+    return value is not None and 0 < len(value.strip()) <= 128
+
+
+def _reject_signature(
+    channel: Channel, request: Request, check: SignatureCheck, url: str
+) -> NoReturn:
+    channel.events.signature_rejected(request.url.path, check)
+    # Anyone can post forged webhooks: a flood of them is logged a few lines at a time
+    # (one throttle per app), while sms_adapter_signature_rejections_total counts each.
+    throttle: LogThrottle = request.app.state.rejection_log
+    left_out = throttle.allow()
+    if left_out is not None:
         logger.warning(
-            "rejected %s from %s: %s (%s, checked against %s)",
+            "rejected %s from %s: %s (%s, checked against %s)%s",
             request.url.path,
             request.client.host if request.client else "?",
             check.reason,
             check.algorithm,
-            _without_credentials(url),
+            _without_credentials(url) if url else "-",
+            f"; {left_out} more rejections not logged (see the metrics)" if left_out else "",
         )
-        raise RequestRejected(403, "invalid Twilio signature")
-    return SignedForm(pairs, check)
+    raise RequestRejected(403, "invalid Twilio signature")
+
+
+def _check_account(channel: Channel, account_sid: str) -> None:
+    """A webhook signed with our token but naming another account is not for us: the
+    token may be shared with a subaccount's setup, or the form may be a forgery."""
+    if account_sid not in channel.accounts:
+        logger.warning(
+            "rejected a webhook for account %s: not TWILIO_ACCOUNT_SID nor one of "
+            "SMS_ADAPTER_SUBACCOUNTS",
+            account_sid,
+        )
+        raise RequestRejected(403, "AccountSid is not this adapter's account")
 
 
 def _without_credentials(url: str) -> str:
@@ -108,6 +151,7 @@ async def messaging_webhook(request: Request) -> Response:
     try:
         form = await read_signed_form(channel, request)
         message = parse_inbound(form.pairs)
+        _check_account(channel, message.account_sid)
     except RequestRejected as rejected:
         channel.events.inbound("bad_signature" if rejected.status == 403 else "rejected")
         return PlainTextResponse(rejected.reason, status_code=rejected.status)
@@ -151,6 +195,7 @@ async def status_callback(request: Request) -> Response:
     try:
         form = await read_signed_form(channel, request)
         update = parse_status_callback(form.pairs)
+        _check_account(channel, update.account_sid)
     except RequestRejected as rejected:
         return PlainTextResponse(rejected.reason, status_code=rejected.status)
     except WebhookFormError as error:

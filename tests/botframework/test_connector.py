@@ -183,6 +183,9 @@ BAD_CALLS = {
         400,
         "BadSyntax",
     ),
+    "nested thousands deep": BadCall(
+        "POST", "/v3/conversations/{c}/activities", b"[" * 200_000, 400, "BadSyntax"
+    ),
     "not an object": BadCall(
         "POST", "/v3/conversations/{c}/activities", b'["message"]', 400, "BadSyntax"
     ),

@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,11 +20,11 @@ from twilio.request_validator import RequestValidator
 
 from adapter.bot.context import Context
 from adapter.bot.router import Router
-from adapter.delivery.dispatcher import Dispatcher
+from adapter.delivery.dispatcher import LEASE_SECONDS, Dispatcher
 from adapter.delivery.opt_outs import OptOuts
 from adapter.runtime.bot_routes import RouteSpec, load_route_table
 from adapter.runtime.settings import Settings
-from adapter.store.base import InboundJob
+from adapter.store.base import InboundJob, StoreError
 from adapter.store.sqlite import SQLiteStore
 from adapter.twilio.messages import ConversationKey, InboundMessage
 from adapter.web.app import create_app
@@ -322,3 +323,36 @@ async def test_twenty_concurrent_deliveries_of_one_text_run_the_bot_once(
         await wait_for(lambda: all_handled(app.state.channel.store))
 
     assert handled == [sid]
+
+
+class CommitFailsOnce(SQLiteStore):
+    """A store whose first commit of a turn's outcome fails, as on a full disk."""
+
+    failures = 0
+
+    async def finish_inbound(self, *args: Any, **kwargs: Any) -> list[int]:
+        if self.failures == 0:
+            self.failures += 1
+            raise StoreError("disk I/O error")
+        return await super().finish_inbound(*args, **kwargs)
+
+
+async def test_a_turn_whose_commit_failed_runs_again_at_once_not_after_the_lease(
+    tmp_path: Path,
+) -> None:
+    store = CommitFailsOnce(tmp_path / "adapter.sqlite3")
+    await store.open()
+    try:
+        await add_texts(store, ALICE, "one", "two")
+        started = asyncio.get_running_loop().time()
+
+        # wait_for's 10 s is far below the 300 s lease the text used to wait out.
+        await run_until_handled(dispatcher_for(store, "flaky_router"), store)
+
+        assert asyncio.get_running_loop().time() - started < LEASE_SECONDS / 10
+        assert store.failures == 1
+        # The failed turn left nothing behind: each text counted once, replies in order.
+        assert await store.load_state(conversation(ALICE)) == {"texts": ["one", "two"]}
+        assert await replies_to(store, ALICE) == ["that makes 1", "that makes 2"]
+    finally:
+        await store.close()

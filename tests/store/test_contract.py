@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapter.store.base import OutboundRecord, ReplyDraft, Store
+from adapter.store.base import OutboundRecord, ReplyDraft, Store, StoreError
 from tests.store.conftest import Reopen
 
 LONG_LEASE = 60.0
@@ -535,9 +535,9 @@ async def test_statuses_only_move_forward(
 
     returned = []
     for status in reported:
-        updated = await store.update_status("SM1", status, None)
-        assert updated is not None and updated.id == row
-        returned.append(updated.twilio_status)
+        change = await store.update_status("SM1", status, None)
+        assert change is not None and change.record.id == row
+        returned.append(change.record.twilio_status)
 
     assert returned == kept
     assert (await record(store, row)).twilio_status == kept[-1]
@@ -546,14 +546,46 @@ async def test_statuses_only_move_forward(
 async def test_a_status_keeps_twilios_error_code(store: Store) -> None:
     await sent_row(store, "SM1")
 
-    updated = await store.update_status("SM1", "undelivered", 30003)
+    change = await store.update_status("SM1", "undelivered", 30003)
 
-    assert updated is not None
+    assert change is not None
+    updated = change.record
     assert (updated.state, updated.twilio_status, updated.error_code) == (
         "sent",
         "undelivered",
         30003,
     )
+
+
+async def test_an_open_store_takes_a_probe_write_and_a_closed_one_says_it_cannot(
+    store: Store,
+) -> None:
+    await store.check_writable()
+    await store.check_writable()  # again: the probe rewrites its row, never piles up
+
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.check_writable()
+    await store.open()  # the fixture closes it
+
+
+async def test_an_open_stores_claims_are_safe_for_a_while_or_for_ever(store: Store) -> None:
+    safe_until = store.claims_safe_until()
+    # None: no other process shares the claims. Else: the heartbeat just renewed at open.
+    assert safe_until is None or safe_until > asyncio.get_running_loop().time() + 1
+
+
+async def test_a_status_counts_as_changed_only_when_it_moves_the_row(store: Store) -> None:
+    await sent_row(store, "SM1", "queued")
+
+    changes = []
+    for status in ["sent", "sent", "delivered", "sent", "delivered", "queued"]:
+        change = await store.update_status("SM1", status, None)
+        assert change is not None
+        changes.append(change.changed)
+
+    # A replayed callback, or a late one that would move backwards, changes nothing.
+    assert changes == [True, False, True, False, False, False]
 
 
 async def test_a_status_for_a_sid_that_is_not_ours_is_ignored(store: Store) -> None:

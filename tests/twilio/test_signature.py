@@ -135,6 +135,28 @@ SHA1_CASES = [
         "https://bot.example.com:80/sms", "https://bot.example.com/sms", INBOUND, INBOUND,
         PRIMARY, [PRIMARY], False, id="port-80-is-not-the-https-default",
     ),
+    # HTTPS on a port of its own (a proxy on :8443): Twilio's libraries accept the URL
+    # signed with or without that port, and so do we.
+    pytest.param(
+        URL, "https://bot.example.com:8443/twilio/sms", INBOUND, INBOUND, PRIMARY, [PRIMARY],
+        True, id="https-signed-without-its-own-port",
+    ),
+    pytest.param(
+        "https://bot.example.com:8443/twilio/sms", "https://bot.example.com:8443/twilio/sms",
+        INBOUND, INBOUND, PRIMARY, [PRIMARY], True, id="https-signed-with-its-own-port",
+    ),
+    pytest.param(
+        "https://bot.example.com:8443/sms?q=a%2Bb", "https://bot.example.com:8443/sms?q=a%2Bb",
+        INBOUND, INBOUND, PRIMARY, [PRIMARY], True, id="https-own-port-query-kept",
+    ),
+    pytest.param(
+        "https://bot.example.com/sms?q=a%2Bb", "https://bot.example.com:8443/sms?q=a%2Bb",
+        INBOUND, INBOUND, PRIMARY, [PRIMARY], True, id="https-own-port-dropped-query-kept",
+    ),
+    pytest.param(
+        "https://bot.example.com:9443/twilio/sms", "https://bot.example.com:8443/twilio/sms",
+        INBOUND, INBOUND, PRIMARY, [PRIMARY], False, id="https-another-port",
+    ),
     pytest.param(
         "http://[::1]:80/sms", "http://[::1]/sms", INBOUND, INBOUND, PRIMARY, [PRIMARY], True,
         id="ipv6-host-default-port",
@@ -249,11 +271,11 @@ def test_sha1_signatures(
     assert reference_verdict == accepted
 
 
-def test_non_default_port_must_match_exactly_unlike_the_reference() -> None:
-    # The reference drops any port, so it accepts a signature for "host" on "host:8443".
-    # Twilio cannot have signed that, so we refuse it.
-    signature = reference_signature(PRIMARY, URL, INBOUND)
-    request_url = "https://bot.example.com:8443/twilio/sms"
+def test_plain_http_on_its_own_port_must_match_exactly_unlike_the_reference() -> None:
+    # The reference drops any port. A plain-http webhook on a port of its own is a local
+    # setup (a tunnel, a test) that Twilio signs as requested: the port is kept.
+    signature = reference_signature(PRIMARY, "http://bot.example.com/twilio/sms", INBOUND)
+    request_url = "http://bot.example.com:8000/twilio/sms"
     assert reference_accepts(PRIMARY, request_url, INBOUND, signature)
 
     check = SignatureValidator([PRIMARY]).check(request_url, INBOUND, signed(signature))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -18,13 +19,16 @@ from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
 from adapter.runtime.settings import Settings
+from adapter.store.base import ReplyDraft
 from adapter.web.app import create_app
-from tests import recording_bot
+from tests import recording_bot, status_bot
 
 TOKEN = "webhook-test-token"
 SECONDARY = "webhook-second-token"
 PUBLIC = "https://bot.example.com"
 ACCOUNT = "AC" + "1" * 32
+SUBACCOUNT = "AC" + "5" * 32
+FORM = "application/x-www-form-urlencoded"
 
 
 def _form(sid_char: str = "a", **extra: str) -> dict[str, str]:
@@ -54,6 +58,7 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
         "bots": "tests.recording_bot:router",
         # Replies go nowhere reachable; these tests are about what comes in.
         "twilio_base_url": "http://127.0.0.1:9",
+        "subaccounts": SUBACCOUNT,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -141,6 +146,11 @@ CASES = [
         400,
         False,
     ),
+    ("superscript-num-media", _form("8", NumMedia="²"), SIGNED, FORM, 400, False),
+    ("another-account", _form("9", AccountSid="AC" + "2" * 32), SIGNED, FORM, 403, False),
+    ("subaccount", _form("c", AccountSid=SUBACCOUNT), SIGNED, FORM, 200, True),
+    ("sid-disagrees", _form("d", SmsSid="SM" + "e" * 32), SIGNED, FORM, 400, False),
+    ("malformed-escape", _form("e", Body="100%"), "raw-percent", FORM, 400, False),
 ]
 
 
@@ -166,7 +176,12 @@ def test_webhook_table(
     elif signing == OTHER_URL:
         headers["X-Twilio-Signature"] = _signature(form, url="https://evil.example.com/api/sms")
 
-    response = client.post("/api/sms", content=urlencode(form), headers=headers)
+    content = urlencode(form)
+    if signing == "raw-percent":
+        # Signed as Twilio would sign the decoded value, but sent with a bare "%".
+        content = content.replace("%25", "%")
+        headers["X-Twilio-Signature"] = _signature(form)
+    response = client.post("/api/sms", content=content, headers=headers)
 
     assert response.status_code == status, response.text
     if status == 200:
@@ -221,6 +236,60 @@ def test_repeated_delivery_is_acknowledged_and_handled_once(client: TestClient) 
     assert recording_bot.seen == [form["MessageSid"]]
 
 
+def test_a_captured_webhook_cannot_be_replayed_as_a_new_text(client: TestClient) -> None:
+    # Twilio's signed string is name+value with no separators, so folding NumMedia=0
+    # into the MessageSid's value keeps the signature valid: it must still be refused.
+    form = _form("f")
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": _signature(form)}
+    assert client.post("/api/sms", content=urlencode(form), headers=headers).status_code == 200
+    folded = {k: v for k, v in form.items() if k != "NumMedia"}
+    folded["MessageSid"] += "NumMedia0"
+    assert _signature(folded) == _signature(form)
+
+    replay = client.post("/api/sms", content=urlencode(folded), headers=headers)
+
+    assert replay.status_code == 400
+    assert _wait_for_bot(1) == [form["MessageSid"]]
+    time.sleep(0.1)
+    assert recording_bot.seen == [form["MessageSid"]]
+
+
+def test_a_replayed_status_callback_does_not_run_status_handlers_again(
+    tmp_path: Path,
+) -> None:
+    status_bot.statuses.clear()
+    sid = "SM" + "9" * 32
+    app = create_app(_settings(tmp_path, bots="tests.status_bot:router"))
+    with TestClient(app) as client:
+        store = app.state.channel.store
+
+        async def a_sent_reply() -> None:
+            [row] = await store.enqueue_outbound(
+                [ReplyDraft("c", {"to": "+15551234567", "from_": "+15005550006", "body": "hi"})]
+            )
+            await store.claim_outbound(1, 60, datetime.now(UTC))
+            await store.mark_attempt_started(row, datetime.now(UTC))
+            await store.mark_sent(row, sid, "queued")
+
+        client.portal.call(a_sent_reply)
+
+        def callback(status: str) -> int:
+            form = {"MessageSid": sid, "AccountSid": ACCOUNT, "MessageStatus": status}
+            headers = {
+                "Content-Type": FORM,
+                "X-Twilio-Signature": _signature(form, url=f"{PUBLIC}/api/sms/status"),
+            }
+            return client.post(
+                "/api/sms/status", content=urlencode(form), headers=headers
+            ).status_code
+
+        assert [callback(s) for s in ("sent", "sent", "delivered", "delivered", "sent")] == [
+            200
+        ] * 5
+
+    assert status_bot.statuses == [("hi", "sent"), ("hi", "delivered")]
+
+
 def test_validation_off_accepts_unsigned_but_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -258,7 +327,7 @@ def test_rejections_are_logged_with_the_reason_and_no_secret(
 
 
 def test_status_callback_needs_a_signature(client: TestClient) -> None:
-    form = {"MessageSid": "SM" + "8" * 32, "MessageStatus": "delivered"}
+    form = {"MessageSid": "SM" + "8" * 32, "AccountSid": ACCOUNT, "MessageStatus": "delivered"}
     unsigned = client.post(
         "/api/sms/status",
         content=urlencode(form),
@@ -336,11 +405,11 @@ def _post_signed(client: TestClient, path: str, form: dict[str, str]) -> tuple[i
     return response.status_code, response.text
 
 
-@pytest.mark.parametrize("prefix", ["SM", "MM", "IM"])
-def test_status_callbacks_for_sms_mms_and_whatsapp_sids_are_accepted(
+@pytest.mark.parametrize("prefix", ["SM", "MM"])
+def test_status_callbacks_for_sms_and_mms_sids_are_accepted(
     client: TestClient, prefix: str
 ) -> None:
-    form = {"MessageSid": prefix + "9" * 32, "MessageStatus": "delivered"}
+    form = {"MessageSid": prefix + "9" * 32, "AccountSid": ACCOUNT, "MessageStatus": "delivered"}
     assert _post_signed(client, "/api/sms/status", form)[0] == 200
 
 
@@ -368,6 +437,22 @@ def test_a_body_with_an_escape_that_is_not_utf8_is_a_400_not_a_crash(client: Tes
         headers={"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"},
     )
     assert response.status_code == 400
-    assert "not a valid form" in response.text
+    assert "body is not UTF-8" in response.text
     time.sleep(0.05)
     assert recording_bot.seen == []
+
+
+def test_a_flood_of_forged_webhooks_is_logged_a_few_lines_at_a_time(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": "forged-signature-abcdefghijk"}
+    with caplog.at_level("WARNING", logger="adapter.webhook"):
+        for digit in "0123456789abcdef" * 3:
+            form = _form(digit)
+            assert (
+                client.post("/api/sms", content=urlencode(form), headers=headers).status_code == 403
+            )
+    rejections = [r for r in caplog.records if "rejected /api/sms" in r.getMessage()]
+    assert 1 <= len(rejections) <= 10  # 48 forged requests within one 10 s window
+    metrics = client.get("/metrics").text
+    assert 'sms_adapter_signature_rejections_total{path="/api/sms"} 48.0' in metrics

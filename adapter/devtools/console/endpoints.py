@@ -115,7 +115,7 @@ async def send(request: Request) -> Response:
     try:
         text = parse_person_text(json.loads(await request.body()))
         answer = await text_as_person(console.channel.settings.twilio_base_url, text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return error_response(400, "expected a JSON body")
     except TextRefused as refused_text:
         return error_response(refused_text.status, refused_text.reason)
@@ -131,7 +131,11 @@ async def exchanges(request: Request) -> Response:
 async def exchange(request: Request) -> Response:
     log = console_of(request).exchanges
     raw_id = request.path_params["exchange_id"]
-    found = log.get(int(raw_id)) if log is not None and raw_id.isdigit() else None
+    found = (
+        log.get(int(raw_id))
+        if log is not None and raw_id.isascii() and raw_id.isdigit() and len(raw_id) < 19
+        else None
+    )
     if found is None:
         return error_response(404, "no such exchange (the log keeps only the newest ones)")
     return JSONResponse(found.to_json())

@@ -59,7 +59,7 @@ class LiveFeed:
     def seq_of(self, event_id: str | None) -> int | None:
         """The sequence number in an event id of this feed; None for another feed's."""
         epoch, _, seq = (event_id or "").partition("-")
-        if epoch != self.epoch or not seq.isdigit():
+        if epoch != self.epoch or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
             return None
         return int(seq)
 

@@ -7,6 +7,7 @@ import random
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from adapter.devtools.emulator.config import EmulatorConfig
 from adapter.devtools.emulator.media import cdn_routes
@@ -14,6 +15,7 @@ from adapter.devtools.emulator.rest import RestApi
 from adapter.devtools.emulator.signing import Signer
 from adapter.devtools.emulator.simulator import Simulator
 from adapter.devtools.emulator.state import EmulatorState
+from adapter.web.body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 
 
 def create_emulator_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Starlette:
@@ -33,7 +35,10 @@ def create_emulator_app(config: EmulatorConfig, state: EmulatorState | None = No
             await state.aclose()
 
     app = Starlette(
-        routes=[*simulator.routes(), *cdn_routes(state), *rest.routes()], lifespan=lifespan
+        routes=[*simulator.routes(), *cdn_routes(state), *rest.routes()],
+        lifespan=lifespan,
+        # Twilio refuses large requests too; the emulator may face a browser or a script.
+        middleware=[Middleware(BodyLimitMiddleware, default=DEFAULT_MAX_BODY_BYTES)],
     )
     app.state.emulator = state
     return app

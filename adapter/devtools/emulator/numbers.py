@@ -89,7 +89,7 @@ def _number_matches(number: str, pattern: str | None) -> bool:
         return True
     # An unencoded "+" in a query string arrives as a space.
     wanted = pattern.strip().lstrip("+")
-    if not wanted or not all(c.isdigit() or c == "*" for c in wanted):
+    if not wanted or not all(c in "0123456789*" for c in wanted):
         return False
     regex = "".join(r"\d" if c == "*" else c for c in wanted)
     return re.search(regex, number) is not None

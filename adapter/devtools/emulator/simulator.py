@@ -201,7 +201,7 @@ async def _params(request: Request) -> Params:
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         data = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise SimulationError("the body is not JSON") from None
     if not isinstance(data, dict):
         raise SimulationError("the body is not a JSON object")
@@ -215,7 +215,7 @@ def _address_param(value: str | None) -> str | None:
         return None
     channel = WHATSAPP_PREFIX if value.startswith(WHATSAPP_PREFIX) else ""
     number = value.removeprefix(channel)
-    if number.startswith(" ") and number[1:].isdigit():
+    if number.startswith(" ") and number[1:].isascii() and number[1:].isdigit():
         number = "+" + number[1:]
     return channel + number.strip()
 

@@ -15,8 +15,14 @@ How replicas share one queue without stepping on each other:
   the lock is held (READ COMMITTED: it sees every claim committed before it).
 - A claim is live while its lease runs AND the replica holding it is alive: every
   store renews a heartbeat row (`replica`), so the work of a replica that died is
-  taken over `replica_ttl` seconds later, however long the job leases are. `open()`
-  never touches other replicas' claims; `close()` drops ours at once.
+  taken over `replica_ttl` + `takeover_grace` seconds later, however long the job leases
+  are. `open()` never touches other replicas' claims; `close()` drops ours at once.
+- Fencing: a replica cut off from the database keeps running. It knows its claims are
+  safe only until `replica_ttl` after the last heartbeat it got through
+  (`claims_safe_until`): past that it starts no request to Twilio and cancels those in
+  flight (the sender does). The others wait `takeover_grace` longer (the longest a
+  request may take), so a request cancelled at the fence has reached Twilio or never
+  will before they look for it there; a text is never sent twice.
 - New work is announced with NOTIFY, after its commit and at most once per
   NOTIFY_INTERVAL; a LISTEN connection calls the hooks given to `watch_for_work`, so
   idle replicas wake without waiting for their next poll.
@@ -56,6 +62,7 @@ from adapter.store.base import (
     OutboundRecord,
     OutboxStats,
     ReplyDraft,
+    StatusChange,
     Store,
     StoreError,
 )
@@ -70,6 +77,7 @@ from adapter.store.rows import (
     read_row,
     save_history_sql,
 )
+from adapter.twilio.client import REQUEST_TIMEOUT
 from adapter.twilio.statuses import FINAL_STATUSES
 
 logger = logging.getLogger(__name__)
@@ -280,6 +288,7 @@ class PostgresStore(Store):
         schema: str | None = None,
         pool_size: int = 10,
         replica_ttl: float = REPLICA_TTL,
+        takeover_grace: float = REQUEST_TIMEOUT,
         connect_timeout: float = 10.0,
         command_timeout: float = 30.0,
     ) -> None:
@@ -295,6 +304,9 @@ class PostgresStore(Store):
         self.replica_id = uuid.uuid4().hex
         self.replica_name = f"{socket.gethostname()}:{os.getpid()}"
         self.replica_ttl = replica_ttl
+        self.takeover_grace = takeover_grace
+        # Loop time until which our claims are safe: a heartbeat's send time + the TTL.
+        self._safe_until = float("-inf")
         # What pg_stat_activity shows for this store's connections.
         self.application_name = f"sms-adapter {self.replica_name} {self.replica_id[:8]}"[:63]
         self._pool_size = pool_size
@@ -332,7 +344,7 @@ class PostgresStore(Store):
         try:
             async with pool.acquire() as conn:
                 await migrate(conn, self.schema)
-                await conn.execute(HEARTBEAT, self.replica_id, self.replica_name, self.replica_ttl)
+                await self._heartbeat(conn)
                 # Rows of replicas long gone say nothing any more; their claims are
                 # already dead with them.
                 await conn.execute(
@@ -374,7 +386,7 @@ class PostgresStore(Store):
                 "this one's claims within %gs",
                 self.url,
                 _describe(exc),
-                self.replica_ttl,
+                self.replica_ttl + self.takeover_grace,
             )
         await _close_pool(pool)
 
@@ -459,6 +471,27 @@ class PostgresStore(Store):
         # Postponed (the bot asked for later) with not_before, not with a lease: a lease
         # lapses with the replica holding it, and the text is due then whoever is alive.
         await self._release("inbound", job_id, None if not_before is None else _aware(not_before))
+
+    async def check_writable(self) -> None:
+        # The heartbeat is a write; renewing it early does no harm. A database that went
+        # read-only (a failover to a standby) or out of reach fails it.
+        async with self.connection() as conn:
+            await self._heartbeat(conn)
+
+    def claims_safe_until(self) -> float | None:
+        return self._safe_until
+
+    async def _heartbeat(self, conn: asyncpg.Connection | PoolConnectionProxy[Any]) -> None:
+        """Renew our row: others see us alive for the TTL plus the grace; we count on our
+        claims for the TTL from before the statement was sent, whatever it took."""
+        sent_at = asyncio.get_running_loop().time()
+        await conn.execute(
+            HEARTBEAT,
+            self.replica_id,
+            self.replica_name,
+            self.replica_ttl + self.takeover_grace,
+        )
+        self._safe_until = max(self._safe_until, sent_at + self.replica_ttl)
 
     async def pending_inbound_count(self) -> int:
         async with self.connection() as conn:
@@ -593,7 +626,7 @@ class PostgresStore(Store):
 
     async def update_status(
         self, message_sid: str, status: str, error_code: int | None
-    ) -> OutboundRecord | None:
+    ) -> StatusChange | None:
         async with self.connection() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT id, twilio_status FROM outbound WHERE message_sid = $1 FOR UPDATE",
@@ -601,6 +634,7 @@ class PostgresStore(Store):
             )
             if row is None:
                 return None
+            changed = False
             if row["twilio_status"] == status:
                 # A refresh confirming the status: ask again only after another wait.
                 await conn.execute(
@@ -619,7 +653,10 @@ class PostgresStore(Store):
                     status in FINAL_STATUSES,
                     error_code,
                 )
-            return await _get_record(conn, "id", row["id"])
+                changed = True
+            record = await _get_record(conn, "id", row["id"])
+            assert record is not None  # the row is locked by this transaction
+            return StatusChange(record, changed)
 
     async def unfinished_sent(self, older_than: datetime, limit: int) -> list[OutboundRecord]:
         if limit <= 0:
@@ -854,17 +891,19 @@ class PostgresStore(Store):
         while True:
             await asyncio.sleep(self.replica_ttl / 5)
             try:
-                async with self.connection() as conn:
-                    await conn.execute(
-                        HEARTBEAT, self.replica_id, self.replica_name, self.replica_ttl
-                    )
-            except StoreError as error:
+                # Bounded: a heartbeat stuck on a dead connection must not hide that the
+                # fence is coming (each attempt counts from its own send time).
+                async with asyncio.timeout(self.replica_ttl / 5), self.connection() as conn:
+                    await self._heartbeat(conn)
+            except (StoreError, TimeoutError) as error:
                 if not failing:
                     logger.warning(
-                        "cannot renew this replica's heartbeat (%s); if that lasts %gs, "
-                        "other replicas take over its work",
-                        error,
+                        "cannot renew this replica's heartbeat (%s); it stops sending to "
+                        "Twilio %gs after the last renewal, and other replicas take over "
+                        "its work %gs later",
+                        error or "timed out",
                         self.replica_ttl,
+                        self.takeover_grace,
                     )
                 failing = True
                 continue
