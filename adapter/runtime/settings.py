@@ -534,7 +534,11 @@ def load_settings(
             parse_into(spec, raw, "environment")
 
     public_url = values.get("public_url")
-    if isinstance(public_url, str) and _plain_http_off_this_machine(public_url):
+    # Only real Twilio is a worry: an emulator (compose, tests) posts over a private network.
+    real_twilio = (
+        values.get("twilio_base_url", "https://api.twilio.com") == "https://api.twilio.com"
+    )
+    if isinstance(public_url, str) and real_twilio and _plain_http_off_this_machine(public_url):
         warnings.append(
             f"SMS_ADAPTER_PUBLIC_URL {public_url} is plain http: Twilio posts texts to it "
             "unencrypted and stops at redirects; use the https:// address your proxy serves"

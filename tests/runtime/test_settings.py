@@ -161,6 +161,11 @@ def test_plain_http_public_url_off_this_machine_is_warned_about() -> None:
     assert len(warnings) == 1 and "plain http" in warnings[0]
     _, warnings = load_settings({"SMS_ADAPTER_PUBLIC_URL": "http://127.0.0.1:8000"})
     assert warnings == []
+    with_emulator = {
+        "SMS_ADAPTER_PUBLIC_URL": "http://adapter:8000",
+        "SMS_ADAPTER_TWILIO_BASE_URL": "http://emulator:8001",
+    }
+    assert load_settings(with_emulator)[1] == []
 
 
 def test_unknown_toml_keys_are_reported(tmp_path: Path) -> None:
