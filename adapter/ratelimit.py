@@ -6,12 +6,20 @@ in-process implementation: it admits a request only when all of these allow it:
 
 - concurrency: fewer than `max_concurrency` requests are in flight (Twilio answers
   429 / 20429 when an account has too many concurrent requests);
-- the rate: fewer than `rate.count` requests started in the last `rate.per_seconds`,
-  checked with a sliding log of start times, so that *every* interval of that length
-  holds at most `count` starts (a fixed window would allow twice that across a
-  window boundary);
-- the sender's budget: with `per_sender_mps`, one sender address starts at most that
-  many requests per second, evenly spaced (carriers meter long codes per number);
+- the rate, as Twilio counts it: Twilio counts requests when they *arrive*, which is
+  some time between our start and its answer (a new connection, a slow upload, a busy
+  proxy). So a request holds one of `rate.count` places from its start until its answer
+  arrives and for `rate.per_seconds` after that: a new request starts only while fewer
+  than `count` are in flight or were answered within the last window. Two requests
+  that share a place then arrive at least a window apart whatever the network does, so
+  no window at Twilio's side holds more than `count`; and since the window runs from
+  the answer, the rate used is `count / (per_seconds + latency)`, nearly all of it
+  when a request takes a small part of the window (a sliding log, not a fixed window,
+  which would allow twice the count across a window boundary);
+- the sender's budget: with `per_sender_mps`, one sender address's starts are evenly
+  spaced at that many per second, and its requests hold places in a window of their
+  own the same way (`sender_rate`), so no second at Twilio's side holds more than
+  its budget (carriers meter long codes per number);
 - a 429 pause: after `slow_down()`, nothing new starts until the pause ends.
 
 Requests that are ready to go are admitted first come, first served. A sender over
@@ -28,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from adapter.durations import parse_duration
@@ -66,6 +74,47 @@ class Rate:
 
 
 DEFAULT_RATE = Rate(1200, 60.0)  # setting SMS_ADAPTER_RATE_LIMIT
+
+
+def sender_rate(per_sender_mps: float) -> Rate:
+    """The window one sender's requests hold places in: as many places as whole
+    messages per second it may send (at least one), over the time they take at its
+    pace: 1/s is one place per second, 10/s ten per second, 0.5/s one per two seconds."""
+    count = max(1, int(per_sender_mps))
+    return Rate(count, count / per_sender_mps)
+
+
+class PlacesInWindow:
+    """The places of one `Rate` as Twilio counts them: a request holds its place from
+    its start until its answer arrives, and for the window after that."""
+
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
+        self.in_flight = 0
+        # When each answered request's place frees (answer + per_seconds), in order:
+        # answers are stamped by one monotonic clock, so appends keep it sorted.
+        self._frees: deque[float] = deque()
+
+    def ready_at(self, now: float) -> float | None:
+        """When one more request may start: `now` or later; None while every place is
+        held by a request in flight (one must be answered first)."""
+        while self._frees and self._frees[0] <= now:
+            self._frees.popleft()
+        if self.in_flight + len(self._frees) < self.rate.count:
+            return now
+        return self._frees[0] if self._frees else None
+
+    def start(self) -> None:
+        self.in_flight += 1
+
+    def answered(self, now: float) -> None:
+        self.in_flight -= 1
+        self._frees.append(now + self.rate.per_seconds)
+
+    @property
+    def idle(self) -> bool:
+        return self.in_flight == 0 and not self._frees
+
 
 _RATE = re.compile(r"(\d+)\s*/\s*(\S*)")
 
@@ -121,6 +170,8 @@ class _SenderGate:
 
     lock: asyncio.Lock
     next_start: float
+    places: PlacesInWindow
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
     users: int = 0
 
 
@@ -224,14 +275,16 @@ class AccountLimiter(LimiterBase):
             max_concurrency=max_concurrency, rate=rate, per_sender_mps=per_sender_mps, clock=clock
         )
         self._sleep = sleep
+        self._sender_rate = None if per_sender_mps is None else sender_rate(per_sender_mps)
 
         # Only the holder of `_admission` looks at or changes the state below, so
         # the checks and the bookkeeping of one admission cannot interleave with
         # another's; asyncio.Lock wakes its waiters in arrival order.
         self._admission = asyncio.Lock()
-        self._slot_freed = asyncio.Event()
-        # When each admitted request's start leaves the window (start + per_seconds).
-        self._window: deque[float] = deque()
+        # Set whenever a request is answered: a concurrency slot frees, and a place
+        # held in flight starts its last window.
+        self._answered = asyncio.Event()
+        self._places = PlacesInWindow(rate)
 
         self._gates: dict[str, _SenderGate] = {}
 
@@ -243,7 +296,7 @@ class AccountLimiter(LimiterBase):
 
     @contextlib.asynccontextmanager
     async def _slot(self, sender: str | None) -> AsyncIterator[None]:
-        slowdowns_at_start = await self._acquire(sender)
+        slowdowns_at_start, gate = await self._acquire(sender)
         try:
             yield
             # Reached only when the request did not raise.
@@ -254,53 +307,89 @@ class AccountLimiter(LimiterBase):
             self.slow_down(error.retry_after)
             raise
         finally:
+            # The answer (or the failure) has arrived: the request's places now last
+            # one more window, from here.
+            answered = self._clock()
             self._in_flight -= 1
-            self._slot_freed.set()
+            self._places.answered(answered)
+            self._answered.set()
+            if gate is not None:
+                gate.places.answered(answered)
+                gate.answered.set()
 
-    async def _acquire(self, sender: str | None) -> int:
-        """Wait for admission; returns the slow_down() count at the start."""
+    async def _acquire(self, sender: str | None) -> tuple[int, _SenderGate | None]:
+        """Wait for admission; returns the slow_down() count at the start and the
+        sender's gate, if its pace applies."""
         arrived = self._clock()
         waiting = Waiting()
+        gate = None
         try:
             if sender is None or self._sender_interval is None:
                 await self._admit(waiting)
             else:
-                await self._admit_for_sender(sender, self._sender_interval, waiting)
+                gate = await self._admit_for_sender(sender, self._sender_interval, waiting)
         finally:
             # Cancelled waits count too: they are time callers spent blocked.
             self._count_wait(arrived, waiting)
-        return self._pause.slowdowns
+        return self._pause.slowdowns, gate
 
-    async def _admit_for_sender(self, sender: str, interval: float, waiting: Waiting) -> None:
+    async def _admit_for_sender(
+        self, sender: str, interval: float, waiting: Waiting
+    ) -> _SenderGate:
+        assert self._sender_rate is not None
         gate = self._gates.get(sender)
         if gate is None:
             self._forget_idle_gates()
-            gate = self._gates[sender] = _SenderGate(asyncio.Lock(), float("-inf"))
+            gate = self._gates[sender] = _SenderGate(
+                asyncio.Lock(), float("-inf"), PlacesInWindow(self._sender_rate)
+            )
         gate.users += 1
         try:
             if gate.lock.locked():
                 waiting.blocked = True
             async with gate.lock:
-                while (delay := gate.next_start - self._clock()) > 0:
+                while True:
+                    now = self._clock()
+                    ready = gate.places.ready_at(now)
+                    if ready is None:
+                        waiting.blocked = True
+                        gate.answered.clear()
+                        await gate.answered.wait()
+                        continue
+                    ready = max(ready, gate.next_start)
+                    if ready <= now:
+                        break
                     waiting.blocked = True
-                    await self._sleep(delay)
+                    await self._sleep(ready - now)
+                # Only this lock's holder starts the sender's requests, and answers
+                # never take places, so the check above still holds after this wait.
                 started = await self._admit(waiting)
+                gate.places.start()
                 # Spaced from the actual start, which the account queue may delay.
                 gate.next_start = started + interval
+            return gate
         finally:
             gate.users -= 1
 
     def _forget_idle_gates(self) -> None:
-        # A gate may go once no request uses it and its spacing has run out: a new
-        # gate for that sender then starts at once, which is what the old one allowed.
+        # A gate may go once no request uses it, none of its places is held and its
+        # spacing has run out: a new gate for that sender then starts at once, which is
+        # what the old one allowed.
         now = self._clock()
-        idle = [s for s, g in self._gates.items() if g.users == 0 and g.next_start <= now]
+        idle = [
+            sender
+            for sender, gate in self._gates.items()
+            if gate.users == 0
+            and gate.next_start <= now
+            and gate.places.ready_at(now) is not None
+            and gate.places.idle
+        ]
         for sender in idle:
             del self._gates[sender]
 
     async def _admit(self, waiting: Waiting) -> float:
         """Wait until the account's limits let one more request start, and count it
-        as started. Returns when it started; marks `waiting` if it had to wait.
+        as started. Returns when it started; `waiting` says whether it had to wait.
 
         Nothing is recorded until the final check passes, with no await between
         the check and the record: a caller cancelled while waiting leaves no trace.
@@ -309,17 +398,16 @@ class AccountLimiter(LimiterBase):
             waiting.blocked = True
         async with self._admission:
             while True:
-                if self._in_flight >= self._max_concurrency:
-                    waiting.blocked = True
-                    self._slot_freed.clear()
-                    await self._slot_freed.wait()
-                    continue
                 now = self._clock()
-                while self._window and self._window[0] <= now:
-                    self._window.popleft()
-                ready_at = self._pause.paused_until
-                if len(self._window) >= self._rate.count:
-                    ready_at = max(ready_at, self._window[0])
+                ready_at = self._places.ready_at(now)
+                if self._in_flight >= self._max_concurrency or ready_at is None:
+                    # Only an answer frees a concurrency slot, or starts the last
+                    # window of a place that every request in flight holds.
+                    waiting.blocked = True
+                    self._answered.clear()
+                    await self._answered.wait()
+                    continue
+                ready_at = max(ready_at, self._pause.paused_until)
                 if ready_at > now:
                     # Re-checked after the sleep: a slow_down() may have moved the
                     # pause on, and sleeps may end a little early.
@@ -327,5 +415,5 @@ class AccountLimiter(LimiterBase):
                     await self._sleep(ready_at - now)
                     continue
                 self._in_flight += 1
-                self._window.append(now + self._rate.per_seconds)
+                self._places.start()
                 return now

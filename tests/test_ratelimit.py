@@ -141,6 +141,32 @@ def assert_window_respected(starts: list[float], rate: Rate) -> None:
         )
 
 
+def assert_arrivals_respected(spans: list[tuple[float, float]], rate: Rate) -> None:
+    """No window at Twilio's side can hold more than `count` requests, wherever between
+    its start and its answer each request arrived there: the requests that may arrive
+    within [t, t + per) are those answered at t or later and started before t + per,
+    and the most of them are found with t at an answer."""
+    for _, answered in spans:
+        could_arrive = [
+            (start, end)
+            for start, end in spans
+            if end >= answered and start < answered + rate.per_seconds
+        ]
+        assert len(could_arrive) <= rate.count, (
+            f"{len(could_arrive)} requests may arrive within {rate.per_seconds}s "
+            f"from t={answered}: {could_arrive}"
+        )
+
+
+async def spanned_request(
+    limits: Limiter, spans: list[tuple[float, float]], hold: float, sender: str | None = None
+) -> None:
+    async with limits.slot(sender):
+        started = now()
+        await asyncio.sleep(hold)
+    spans.append((started, now()))
+
+
 # --- the rate --------------------------------------------------------------------
 
 
@@ -149,27 +175,51 @@ def assert_window_respected(starts: list[float], rate: Rate) -> None:
     ("rate", "total", "hold"),
     [
         (Rate(50, 1.0), 500, 0.0),
+        (Rate(50, 1.0), 500, 0.05),  # requests taking a twentieth of the window
         (Rate(50, 1.0), 500, 0.3),  # slots held a while: ~15 in flight at once
-        (Rate(5, 0.5), 100, 0.1),
+        (Rate(5, 0.5), 100, 0.02),
         (Rate(1200, 60.0), 3600, 0.25),  # the default Twilio limit
     ],
 )
-def test_never_more_than_count_starts_in_any_window_and_uses_the_cap(
+def test_never_more_than_count_in_any_window_at_twilio_and_uses_the_cap(
     rate: Rate, total: int, hold: float
 ) -> None:
-    async def main() -> list[float]:
+    async def main() -> list[tuple[float, float]]:
         limits = limiter(rate=rate)
-        starts: list[float] = []
-        await asyncio.gather(*(request(limits, starts, hold=hold) for _ in range(total)))
-        return starts
+        spans: list[tuple[float, float]] = []
+        await asyncio.gather(*(spanned_request(limits, spans, hold) for _ in range(total)))
+        return spans
 
-    starts = run_virtual(main)
+    spans = run_virtual(main)
 
-    assert len(starts) == total
-    assert_window_respected(starts, rate)
-    # The first `count` go at once; every later start is one the cap had to pace.
+    assert len(spans) == total
+    assert_arrivals_respected(spans, rate)
+    starts = [start for start, _ in spans]
+    # The first `count` go at once; every later start is one the cap had to pace. A
+    # place is held for the window after the answer, so a request's time is spent
+    # from it: what is used is `count` per (window + time a request takes).
     throughput = (total - rate.count) / (max(starts) - min(starts))
-    assert throughput >= 0.9 * rate.count / rate.per_seconds
+    assert throughput >= 0.9 * rate.count / (rate.per_seconds + hold)
+    if hold <= 0.1 * rate.per_seconds:
+        assert throughput >= 0.9 * rate.count / rate.per_seconds
+
+
+def test_slow_arrivals_do_not_let_the_next_window_overlap() -> None:
+    """The issue's case: the first requests wait for new connections and arrive late;
+    the next ones must not start a window after the first ones *started*."""
+
+    async def main() -> list[tuple[float, float]]:
+        limits = limiter(rate=Rate(10, 1.0))
+        spans: list[tuple[float, float]] = []
+        first = [spanned_request(limits, spans, hold=0.6) for _ in range(10)]
+        warm = [spanned_request(limits, spans, hold=0.01) for _ in range(10)]
+        await asyncio.gather(*first, *warm)
+        return spans
+
+    spans = sorted(run_virtual(main))
+    # Answered at 0.6: the warm ones start a full window after that, not at t=1.
+    assert [start for start, _ in spans[10:]] == [1.6] * 10
+    assert_arrivals_respected(spans, Rate(10, 1.0))
 
 
 @settings(max_examples=60, deadline=None)
@@ -184,19 +234,19 @@ def test_any_arrival_pattern_keeps_the_window(
 ) -> None:
     rate = Rate(count, per_seconds)
 
-    async def main() -> list[float]:
+    async def main() -> list[tuple[float, float]]:
         limits = limiter(rate=rate, max_concurrency=3)
-        starts: list[float] = []
+        spans: list[tuple[float, float]] = []
         tasks = []
         for gap in gaps:
             await asyncio.sleep(gap)
-            tasks.append(asyncio.create_task(request(limits, starts, hold=hold)))
+            tasks.append(asyncio.create_task(spanned_request(limits, spans, hold=hold)))
         await asyncio.gather(*tasks)
-        return starts
+        return spans
 
-    starts = run_virtual(main)
-    assert len(starts) == len(gaps)
-    assert_window_respected(starts, rate)
+    spans = run_virtual(main)
+    assert len(spans) == len(gaps)
+    assert_arrivals_respected(spans, rate)
 
 
 def test_requests_are_admitted_first_come_first_served() -> None:
@@ -538,11 +588,12 @@ def test_cancelled_while_waiting_for_a_concurrency_slot_leaks_nothing() -> None:
         await first
         # Had the cancelled waiter kept a window entry, the survivor would wait for t=1.
         survivor_start = await survivor
-        after = await request(limits, [])  # window full (holder + survivor) until t=1
+        # Window full (holder and survivor, both answered at t=0.5) until t=1.5.
+        after = await request(limits, [])
         assert limits.in_flight == 0
         return [survivor_start, after]
 
-    assert run_virtual(main) == [0.5, 1.0]
+    assert run_virtual(main) == [0.5, 1.5]
 
 
 @pytest.mark.parametrize(
@@ -708,3 +759,27 @@ def test_parse_rate_rejects(text: str) -> None:
 def test_rejects_nonsense_limits(make: Callable[[], object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+# --- a sender's budget, as Twilio counts it ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mps", "hold", "total"),
+    [(1.0, 0.05, 20), (2.0, 0.4, 20), (10.0, 0.05, 200), (0.5, 0.1, 6)],
+)
+def test_a_senders_budget_holds_at_twilio_and_is_used(mps: float, hold: float, total: int) -> None:
+    async def main() -> list[tuple[float, float]]:
+        limits = limiter(per_sender_mps=mps)
+        spans: list[tuple[float, float]] = []
+        await asyncio.gather(*(spanned_request(limits, spans, hold, "A") for _ in range(total)))
+        return spans
+
+    spans = run_virtual(main)
+    # However the network spreads arrivals, no second holds more than the budget.
+    assert_arrivals_respected(spans, Rate(max(1, int(mps)), max(1, int(mps)) / mps))
+    assert_arrivals_respected(spans, Rate(math.ceil(mps), 1.0))
+    starts = sorted(start for start, _ in spans)
+    used = (len(starts) - 1) / (starts[-1] - starts[0])
+    if hold <= 0.1 / mps * max(1, int(mps)):
+        assert used >= 0.9 * mps

@@ -84,8 +84,8 @@ async def check_configuration(
     try:
         settings, unknown = load_settings(environ, config_file)
     except ConfigError as error:
-        # Nothing else can be judged without settings; the error names the bad one.
-        return [fail("settings", str(error))]
+        # Nothing else can be judged without settings; the error names every bad one.
+        return [fail("settings", problem) for problem in error.problems]
     findings = [*check_settings(settings, unknown), check_credentials(settings)]
     routes, route_findings = check_routes(settings)
     findings += route_findings

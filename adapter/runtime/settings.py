@@ -10,11 +10,12 @@ that names the setting. A test checks the README's settings table against `SPECS
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
@@ -49,9 +50,13 @@ def _bool(value: str) -> bool:
 
 
 def _positive_int(value: str) -> int:
-    number = int(value)
+    expected = ValueError("expected a whole number of at least 1, such as 8")
+    try:
+        number = int(value)
+    except ValueError:
+        raise expected from None
     if number < 1:
-        raise ValueError("expected a whole number of at least 1")
+        raise expected
     return number
 
 
@@ -73,9 +78,13 @@ def _positive_duration(value: str) -> timedelta:
 
 
 def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("expected a number above 0")
+    expected = ValueError("expected a number above 0, such as 1 or 0.5")
+    try:
+        number = float(value)
+    except ValueError:
+        raise expected from None
+    if not number > 0 or number == float("inf"):
+        raise expected
     return number
 
 
@@ -86,6 +95,16 @@ def _application_sid(value: str) -> str:
     value = value.strip()
     if not _APPLICATION_SID.fullmatch(value):
         raise ValueError("expected a TwiML App SID: AP and 32 hex digits")
+    return value
+
+
+def _account_sid(value: str) -> str:
+    value = value.strip()
+    if value and not is_account_sid(value):
+        raise ValueError(
+            "expected AC followed by 32 hex digits, as the Twilio Console shows it "
+            "(ACxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx)"
+        )
     return value
 
 
@@ -202,7 +221,7 @@ class Settings:
 
     account_sid: str | None = setting(
         "TWILIO_ACCOUNT_SID",
-        _text,
+        _account_sid,
         "Twilio account SID (AC...).",
         documented="none (dev: a fixed test value)",
     )
@@ -577,12 +596,22 @@ def load_settings(
 ) -> tuple[Settings, list[str]]:
     """Build Settings from a TOML file, then the environment, then explicit overrides.
 
-    Returns the settings and warnings (unknown `SMS_ADAPTER_*` variables, unknown TOML keys),
-    which the caller logs: a typo should not silently do nothing.
+    Returns the settings and warnings (unknown `SMS_ADAPTER_*` variables, unknown TOML keys,
+    each with a "did you mean" when a known name is close), which the caller logs: a typo
+    should not silently do nothing. Every bad value is found before anything is refused:
+    one ConfigError lists them all (and the warnings with them), so a deployment is fixed
+    in one round, not one setting per restart.
     """
     values: dict[str, Any] = {}
     warnings: list[str] = []
+    problems: list[str] = []
     by_attribute = {spec.attribute: spec for spec in SPECS}
+
+    def parse_into(spec: SettingSpec, raw: Any, source: str) -> None:
+        try:
+            values[spec.attribute] = _parse_one(spec, raw, source)
+        except ConfigError as error:
+            problems.append(str(error))
 
     if config_file is not None:
         path = Path(config_file)
@@ -597,22 +626,64 @@ def load_settings(
         for key, raw in data.items():
             if key == "routes":
                 if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
-                    raise ConfigError(f"{path}: routes must be an array of tables ([[routes]])")
-                values["routes"] = tuple(raw)
+                    problems.append(f"{path}: routes must be an array of tables ([[routes]])")
+                else:
+                    values["routes"] = tuple(raw)
             elif key in by_attribute:
-                values[key] = _parse_one(by_attribute[key], raw, str(path))
+                parse_into(by_attribute[key], raw, str(path))
             else:
-                warnings.append(f"{path}: unknown setting {key!r} ignored")
+                hint = _did_you_mean(key, [*by_attribute, "routes"])
+                warnings.append(f"{path}: unknown setting {key!r} ignored{hint}")
 
     known_env = {spec.env for spec in SPECS}
     for name in environ:
         if name.startswith(PREFIX) and name not in known_env:
-            warnings.append(f"unknown setting {name} ignored (a typo?)")
+            hint = _did_you_mean(name, known_env) or " (a typo?)"
+            warnings.append(f"unknown setting {name} ignored{hint}")
     for spec in SPECS:
         raw = environ.get(spec.env)
         if raw is not None and raw.strip() != "":
-            values[spec.attribute] = _parse_one(spec, raw, "environment")
+            parse_into(spec, raw, "environment")
 
+    public_url = values.get("public_url")
+    # Only real Twilio is a worry: an emulator (compose, tests) posts over a private network.
+    real_twilio = (
+        values.get("twilio_base_url", "https://api.twilio.com") == "https://api.twilio.com"
+    )
+    if isinstance(public_url, str) and real_twilio and _plain_http_off_this_machine(public_url):
+        warnings.append(
+            f"SMS_ADAPTER_PUBLIC_URL {public_url} is plain http: Twilio posts texts to it "
+            "unencrypted and stops at redirects; use the https:// address your proxy serves"
+        )
+    if problems:
+        raise ConfigError(_all_at_once(problems, warnings), problems=[*problems, *warnings])
     values.update({k: v for k, v in overrides.items() if v is not None})
     allowed = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in allowed}), warnings
+
+
+def _plain_http_off_this_machine(url: str) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    loopback = host in {"localhost", "::1"} or host.startswith("127.")
+    return parts.scheme == "http" and not loopback
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    """' (did you mean X?)' for the known name closest to `name`, if one is close."""
+    # Compared without the prefix they share, which would make any two names look alike.
+    by_stem = {candidate.upper().removeprefix(PREFIX): candidate for candidate in known}
+    stem = name.upper().removeprefix(PREFIX)
+    close = difflib.get_close_matches(stem, list(by_stem), n=1, cutoff=0.75)
+    return f" (did you mean {by_stem[close[0]]}?)" if close else ""
+
+
+def _all_at_once(problems: list[str], warnings: list[str]) -> str:
+    if len(problems) == 1 and not warnings:
+        return problems[0]
+    count = f"{len(problems)} setting{'s' if len(problems) > 1 else ''} cannot be used"
+    unknown = f" (and {len(warnings)} more to look at)" if warnings else ""
+    lines = [f"{count}{unknown}:"]
+    lines += [f"  - {problem}" for problem in problems]
+    lines += [f"  - {warning}" for warning in warnings]
+    return "\n".join(lines)

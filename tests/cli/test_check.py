@@ -97,7 +97,11 @@ def test_obsolete_and_invalid_route_send_options_are_reported(tmp_path: Path) ->
     [
         ({"TWILIO_ACCOUNT_SID": ""}, "FAIL credentials: TWILIO_ACCOUNT_SID is not set"),
         ({"TWILIO_AUTH_TOKEN": ""}, "FAIL credentials: TWILIO_AUTH_TOKEN is not set"),
-        ({"TWILIO_ACCOUNT_SID": "AC123"}, "FAIL credentials: TWILIO_ACCOUNT_SID is not AC"),
+        (
+            {"TWILIO_ACCOUNT_SID": "AC123"},
+            "FAIL settings: TWILIO_ACCOUNT_SID 'AC123' (environment) is invalid: expected AC "
+            "followed by 32 hex digits",
+        ),
         ({"TWILIO_API_KEY": "SK" + "1" * 32}, "FAIL credentials: TWILIO_API_KEY and"),
         ({"SMS_ADAPTER_BOTS": "no_such_bot:router"}, "FAIL bots: SMS_ADAPTER_BOTS: bot"),
         ({"SMS_ADAPTER_BOTS": "12345=bots.echo:router"}, "FAIL bots: SMS_ADAPTER_BOTS"),
@@ -284,3 +288,28 @@ async def test_live_checks_where_twilio_posts_a_routed_services_texts(
     _assert_no_secret(result)
     assert expected in result.stdout
     assert result.returncode == 0, result.stdout
+
+
+def test_every_bad_setting_and_unknown_name_is_reported_at_once(tmp_path: Path) -> None:
+    result = _check(
+        _env(
+            tmp_path,
+            TWILIO_ACCOUNT_SID="AC123",
+            SMS_ADAPTER_PORT="eighty",
+            SMS_ADAPTER_RATE_LIMIT="lots",
+            SMS_ADAPTER_SEND_MAX_ATEMPTS="3",
+        )
+    )
+    _assert_no_secret(result)
+    assert result.returncode == 1
+    failed = [line for line in result.stdout.splitlines() if line.startswith("FAIL settings")]
+    assert len(failed) == 4, result.stdout
+    assert "TWILIO_ACCOUNT_SID 'AC123'" in failed[0]
+    assert "invalid rate 'lots': expected COUNT/DURATION" in result.stdout
+    assert "SMS_ADAPTER_PORT 'eighty' (environment) is invalid: expected a whole number" in (
+        result.stdout
+    )
+    assert "invalid literal" not in result.stdout
+    assert "SMS_ADAPTER_SEND_MAX_ATEMPTS ignored (did you mean SMS_ADAPTER_SEND_MAX_ATTEMPTS?)" in (
+        result.stdout
+    )

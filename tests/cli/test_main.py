@@ -109,3 +109,22 @@ def test_dev_runs_prints_what_to_do_and_stops_on_sigterm(tmp_path: Path) -> None
 def test_unknown_settings_are_reported(tmp_path: Path) -> None:
     result = _run(["serve", "--port", "1"], _env(tmp_path, SMS_ADAPTER_RATE_LIMTI="10/s"))
     assert "unknown setting SMS_ADAPTER_RATE_LIMTI" in result.stderr
+
+
+def test_serve_reports_every_bad_setting_at_once_and_refuses_to_start(tmp_path: Path) -> None:
+    env = _env(
+        tmp_path,
+        TWILIO_ACCOUNT_SID="AC-from-the-wrong-field",
+        TWILIO_AUTH_TOKEN="t0ken-xyz",
+        SMS_ADAPTER_PUBLIC_URL="example.com",
+        SMS_ADAPTER_RATE_LIMIT="fast",
+        SMS_ADAPTER_SENDER_MSP="1",
+    )
+    result = _run(["serve", "--port", "1"], env)
+    assert result.returncode == 2
+    for named in ("TWILIO_ACCOUNT_SID", "SMS_ADAPTER_PUBLIC_URL", "SMS_ADAPTER_RATE_LIMIT"):
+        assert named in result.stderr
+    assert "did you mean SMS_ADAPTER_SENDER_MPS?" in result.stderr
+    assert "3 settings cannot be used" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "t0ken-xyz" not in result.stderr + result.stdout

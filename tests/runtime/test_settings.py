@@ -125,7 +125,48 @@ def test_secret_values_stay_out_of_repr() -> None:
 
 def test_unknown_prefixed_variables_are_reported() -> None:
     _, warnings = load_settings({"SMS_ADAPTER_PUBLIC_ULR": "https://x.example.com"})
-    assert warnings == ["unknown setting SMS_ADAPTER_PUBLIC_ULR ignored (a typo?)"]
+    assert warnings == [
+        "unknown setting SMS_ADAPTER_PUBLIC_ULR ignored (did you mean SMS_ADAPTER_PUBLIC_URL?)"
+    ]
+
+
+def test_an_unknown_name_far_from_any_known_one_gets_no_guess() -> None:
+    _, warnings = load_settings({"SMS_ADAPTER_COLOUR": "blue"})
+    assert warnings == ["unknown setting SMS_ADAPTER_COLOUR ignored (a typo?)"]
+
+
+def test_every_bad_value_is_reported_at_once_with_what_is_expected() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            {
+                "TWILIO_ACCOUNT_SID": "AC-not-a-sid",
+                "SMS_ADAPTER_PORT": "80x",
+                "SMS_ADAPTER_SEND_MAX_AGE": "soon",
+                "SMS_ADAPTER_MAX_CONCURRENCY": "0",
+            }
+        )
+    problems = raised.value.problems
+    assert len(problems) == 4, problems
+    assert (
+        "TWILIO_ACCOUNT_SID 'AC-not-a-sid' (environment) is invalid: expected AC followed by 32"
+        in (problems[0])
+    )
+    assert any("SMS_ADAPTER_PORT '80x'" in p and "expected a whole number" in p for p in problems)
+    assert any("SMS_ADAPTER_SEND_MAX_AGE 'soon'" in p for p in problems)
+    assert "invalid literal" not in str(raised.value)
+    assert str(raised.value).startswith("4 settings cannot be used:")
+
+
+def test_plain_http_public_url_off_this_machine_is_warned_about() -> None:
+    _, warnings = load_settings({"SMS_ADAPTER_PUBLIC_URL": "http://bot.example.com"})
+    assert len(warnings) == 1 and "plain http" in warnings[0]
+    _, warnings = load_settings({"SMS_ADAPTER_PUBLIC_URL": "http://127.0.0.1:8000"})
+    assert warnings == []
+    with_emulator = {
+        "SMS_ADAPTER_PUBLIC_URL": "http://adapter:8000",
+        "SMS_ADAPTER_TWILIO_BASE_URL": "http://emulator:8001",
+    }
+    assert load_settings(with_emulator)[1] == []
 
 
 def test_unknown_toml_keys_are_reported(tmp_path: Path) -> None:

@@ -182,3 +182,48 @@ async def test_a_cancelled_wait_counts_in_the_wait_metrics(
 
     assert limiter.waits == 1
     assert 0.3 <= limiter.wait_seconds < 0.3 + READING_SLACK * 4
+
+
+async def test_a_place_is_held_until_the_answer_and_a_window_after_it(
+    replicas: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """Twilio counts arrivals: requests answered slowly (new connections) may arrive
+    late, so the next ones wait a window after the answers, not after the starts."""
+    fleet = limiters(replicas, rate=Rate(4, 1.0))
+    answered: list[float] = []
+    warm_starts: list[float] = []
+
+    async def slow(limiter: PostgresLimiter) -> None:
+        async with limiter.slot():
+            await asyncio.sleep(0.6)
+        answered.append(time.monotonic())
+
+    async def warm(limiter: PostgresLimiter) -> None:
+        async with limiter.slot():
+            warm_starts.append(time.monotonic())
+
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(slow(fleet[i % 2]) for i in range(4)))
+        await asyncio.gather(*(warm(fleet[i % 2]) for i in range(4)))
+
+    assert min(warm_starts) >= min(answered) + 1.0 - READING_SLACK / 2
+
+
+async def test_a_senders_places_are_held_until_the_answer(
+    replicas: tuple[PostgresStore, PostgresStore],
+) -> None:
+    fleet = limiters(replicas, per_sender_mps=1)  # one place per second
+    spans: list[tuple[float, float]] = []
+
+    async def request(limiter: PostgresLimiter) -> None:
+        async with limiter.slot("+15550001"):
+            started = time.monotonic()
+            await asyncio.sleep(0.5)
+        spans.append((started, time.monotonic()))
+
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(request(fleet[i % 2]) for i in range(3)))
+
+    spans.sort()
+    for (_, answered), (started, _) in itertools.pairwise(spans):
+        assert started >= answered + 1.0 - READING_SLACK / 2

@@ -4,13 +4,16 @@
 three replicas with it would make three times the requests Twilio allows. This
 `Limiter` keeps the same rules with the state in the database all replicas share:
 
-- the rate: one `rate_request` row per request start; a request may start while
-  fewer than `rate.count` started in the last `rate.per_seconds`, a sliding window
-  by the database's clock (one clock for the fleet);
+- the rate, as Twilio counts it: one `rate_request` row per request, which holds a
+  place from its start until its answer (`done_at`) and for `rate.per_seconds` after;
+  a request may start while fewer than `rate.count` places are held, by the
+  database's clock (one clock for the fleet; see adapter.ratelimit for why the
+  window runs from the answer);
 - concurrency: rows not yet done count as in flight, but only while the replica that
   made them is alive (its heartbeat, kept by the store), so a replica that dies
   mid-request does not hold its slots forever;
-- a sender's pace: `rate_sender.next_start`, spaced from the actual starts;
+- a sender's pace: `rate_sender.next_start`, spaced from the actual starts, and the
+  sender's own places (`sender_rate`), held the same way;
 - a 429 pause: `rate_pause`; a 429 seen by one replica pauses them all.
 
 Each admission is one call of the `rate_admit` function (adapter/store/postgres/schema.py):
@@ -32,7 +35,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adapter.ratelimit import LimiterBase, Rate, Waiting
+from adapter.ratelimit import LimiterBase, Rate, Waiting, sender_rate
 from adapter.store.base import StoreError
 from adapter.twilio.errors import TwilioRateLimited
 
@@ -87,6 +90,7 @@ class PostgresLimiter(LimiterBase):
         )
         self._store = store
         self._scope = scope
+        self._sender_rate = None if per_sender_mps is None else sender_rate(per_sender_mps)
         self._queue = asyncio.Lock()
         self._sharing: set[asyncio.Task[None]] = set()
 
@@ -147,7 +151,7 @@ class PostgresLimiter(LimiterBase):
     async def _try_admit(self, sender: str | None) -> _Verdict:
         async with self._store.connection() as conn:
             row = await conn.fetchrow(
-                "SELECT * FROM rate_admit($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "SELECT * FROM rate_admit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 self._scope,
                 f"sms-adapter rate {self._store.schema}.{self._scope}",
                 self._store.replica_id,
@@ -157,6 +161,8 @@ class PostgresLimiter(LimiterBase):
                 MAX_REQUEST_SECONDS,
                 sender,
                 self._sender_interval,
+                None if self._sender_rate is None else self._sender_rate.count,
+                None if self._sender_rate is None else self._sender_rate.per_seconds,
             )
         assert row is not None
         if row["request_id"] is not None:

@@ -79,6 +79,103 @@ RATE_ADMIT = """
     $$
 """
 
+# The admission as Twilio counts requests (migration 2): a request holds one of
+# `p_count` places from its start until its answer (`done_at`) and for `p_window` after;
+# one in flight holds its place while its replica lives and for `p_max_request` at most.
+# A sender's requests hold places of their own the same way (`p_sender_count` in
+# `p_sender_window`), and its starts are spaced `p_sender_interval` apart.
+RATE_ADMIT_HELD_UNTIL_ANSWERED = """
+    CREATE FUNCTION rate_admit(
+        p_scope text, p_lock text, p_replica text, p_count integer, p_window float8,
+        p_max_concurrency integer, p_max_request float8, p_sender text, p_sender_interval float8,
+        p_sender_count integer, p_sender_window float8,
+        OUT request_id bigint, OUT wait float8, OUT sender_only boolean
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        now_ timestamptz;
+        held integer;
+        in_flight integer;
+        first_free timestamptz;
+        sender_held integer;
+        sender_first_free timestamptz;
+        ready timestamptz;
+        sender_next timestamptz;
+    BEGIN
+        PERFORM set_config('synchronous_commit', 'off', true);
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_lock, 0));
+        now_ := clock_timestamp();
+        sender_only := false;
+        -- The requests that hold a place: in flight (at a live replica, not too long),
+        -- or answered within the longer of the two windows.
+        SELECT count(*) FILTER (WHERE done_at IS NULL),
+               count(*) FILTER (WHERE done_at IS NULL
+                                   OR done_at > now_ - make_interval(secs => p_window)),
+               min(done_at) FILTER (WHERE done_at > now_ - make_interval(secs => p_window)),
+               count(*) FILTER (WHERE sender = p_sender
+                                  AND (done_at IS NULL OR done_at > now_ - make_interval(
+                                           secs => p_sender_window))),
+               min(done_at) FILTER (WHERE sender = p_sender AND done_at > now_ - make_interval(
+                                        secs => p_sender_window))
+        INTO in_flight, held, first_free, sender_held, sender_first_free
+        FROM rate_request
+        WHERE scope = p_scope
+          AND ((done_at IS NULL
+                AND started_at > now_ - make_interval(secs => p_max_request)
+                AND replica_id IN (SELECT id FROM replica WHERE alive_until > now_))
+               OR done_at > now_ - make_interval(
+                      secs => greatest(p_window, coalesce(p_sender_window, 0))));
+        IF in_flight >= p_max_concurrency THEN
+            wait := -1;
+            RETURN;
+        END IF;
+        SELECT paused_until INTO ready FROM rate_pause WHERE scope = p_scope;
+        IF held >= p_count THEN
+            IF first_free IS NULL THEN
+                wait := -1;  -- every place is held in flight: until one is answered
+                RETURN;
+            END IF;
+            ready := greatest(ready, first_free + make_interval(secs => p_window));
+        END IF;
+        IF ready > now_ THEN
+            wait := extract(epoch FROM ready - now_);
+            RETURN;
+        END IF;
+        IF p_sender IS NOT NULL THEN
+            SELECT next_start INTO sender_next FROM rate_sender
+            WHERE scope = p_scope AND sender = p_sender;
+            IF sender_held >= p_sender_count THEN
+                IF sender_first_free IS NULL THEN
+                    wait := -1;
+                    sender_only := true;
+                    RETURN;
+                END IF;
+                sender_next := greatest(
+                    sender_next, sender_first_free + make_interval(secs => p_sender_window));
+            END IF;
+            IF sender_next > now_ THEN
+                wait := extract(epoch FROM sender_next - now_);
+                sender_only := true;
+                RETURN;
+            END IF;
+            INSERT INTO rate_sender (scope, sender, next_start)
+            VALUES (p_scope, p_sender, now_ + make_interval(secs => p_sender_interval))
+            ON CONFLICT (scope, sender) DO UPDATE SET next_start = excluded.next_start;
+        END IF;
+        INSERT INTO rate_request (scope, replica_id, started_at, sender)
+        VALUES (p_scope, p_replica, now_, p_sender) RETURNING id INTO request_id;
+        -- Rows that count for nothing any more: answered before both windows, or
+        -- in flight at a replica that is gone or for longer than any request takes.
+        DELETE FROM rate_request
+        WHERE scope = p_scope
+          AND (done_at <= now_ - make_interval(
+                   secs => greatest(p_window, coalesce(p_sender_window, 0)))
+               OR (done_at IS NULL
+                   AND (started_at <= now_ - make_interval(secs => p_max_request)
+                        OR replica_id NOT IN (SELECT id FROM replica WHERE alive_until > now_))));
+    END
+    $$
+"""
+
 RATE_DONE = """
     CREATE FUNCTION rate_done(p_request_id bigint) RETURNS void LANGUAGE plpgsql AS $$
     BEGIN
@@ -235,6 +332,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Claims order a conversation's pending texts by when Twilio received them.
         "CREATE INDEX inbound_pending_by_time ON inbound (conversation, received_at, id) "
         "WHERE state = 'pending'",
+    ),
+    (
+        # Limits as Twilio counts them: a request holds its place from its start until
+        # its answer and for the window after it (see adapter.ratelimit), a sender's
+        # requests likewise in a window of their own.
+        "ALTER TABLE rate_request ADD COLUMN sender text",
+        "CREATE INDEX rate_request_by_sender ON rate_request (scope, sender) "
+        "WHERE sender IS NOT NULL",
+        "DROP FUNCTION rate_admit(text, text, text, integer, float8, integer, float8, text, "
+        "float8)",
+        RATE_ADMIT_HELD_UNTIL_ANSWERED,
     ),
 )
 
