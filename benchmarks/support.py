@@ -101,3 +101,77 @@ def signed_form(url: str, index: int, person: str, body: str) -> tuple[str, str]
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields after the command name (which may hold spaces): utime is 14th, stime 15th.
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process in MB, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def machine() -> str:
+    """The machine the figures come from: cores, CPU model, load average now."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return f"{os.cpu_count()} cores, {model}, load average {load}"
+
+
+def server_stack() -> str:
+    """What uvicorn's "auto" picks here: uvloop and httptools if installed, else asyncio, h11."""
+    import importlib.util
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"uvicorn with {loop} + {http}"
+
+
+def uvicorn_app(app: str, port: int) -> list[str]:
+    """A uvicorn process for a baseline app, on the stack `sms-adapter serve` gets."""
+    return [
+        sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+        "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def emulated_twilio(port: int, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """The Twilio emulator in its own process, noting every Send Message
+    (benchmarks/recording_twilio.py), at http://127.0.0.1:<port>. Status callbacks start off."""
+    url = f"http://127.0.0.1:{port}"
+    args = [*uvicorn_app("benchmarks.recording_twilio:build", port), "--factory"]
+    env = {**env, "BENCH_STATUS_CALLBACKS": "0"}
+    with process(args, env, f"{url}/_bench/count") as twilio:
+        yield twilio
+
+
+def sends_received(twilio_url: str) -> int:
+    return int(httpx.get(f"{twilio_url}/_bench/count", timeout=30).json())
+
+
+def arrivals(twilio_url: str, prefix: str) -> dict[str, float]:
+    """{reply body: when its Send Message arrived} for bodies starting with `prefix`."""
+    response = httpx.get(f"{twilio_url}/_bench/arrivals", params={"prefix": prefix}, timeout=60)
+    return dict(response.json())
+
+
+def set_callbacks(twilio_url: str, on: bool) -> None:
+    httpx.post(f"{twilio_url}/_bench/callbacks", params={"on": "1" if on else "0"}, timeout=10)
