@@ -349,7 +349,7 @@ class HistoryService:
                 taken += 1
                 tally.page(page)
                 entries = [_entry(key, direction, m) for m in page]
-                await self._store.save_history(await self._placed(entries))
+                await self._store.save_history(await self._placed(entries, listed=True))
                 if len(page) < page_size:
                     return True  # a short page is the last one
                 if max_pages is not None and taken >= max_pages:
@@ -373,9 +373,23 @@ class HistoryService:
         ]
         await self._store.save_history(await self._placed(entries))
 
-    async def _placed(self, entries: list[HistoryEntry]) -> list[HistoryEntry]:
-        """Scheduled messages in their place: at the time they will be sent, not when
-        they were created. Twilio's Message does not say when that is; the outbox does."""
+    async def _placed(
+        self, entries: list[HistoryEntry], *, listed: bool = False
+    ) -> list[HistoryEntry]:
+        """Entries at the moment they sort by in a transcript.
+
+        Twilio's dates have whole seconds, so a text and its reply often share one. A
+        message that went through this adapter takes the sub-second time our own clock
+        put on it (a text when it arrived, a reply when the bot's answer to it was
+        committed, which is after the text it answers). The others keep Twilio's second,
+        spread by Twilio's list order within it when `listed` (a page of one direction,
+        newest first). Scheduled messages sort at the time they will be sent: Twilio's
+        Message does not say when that is; the outbox does."""
+        known = await self._store.adapter_times(
+            [entry.sid for entry in entries if entry.status != "scheduled"]
+        )
+        if listed:
+            entries = _spread_by_list_order(entries, skip=known.keys())
         placed = []
         for entry in entries:
             if entry.status == "scheduled" and "send_at" not in entry.payload:
@@ -384,6 +398,8 @@ class HistoryService:
                 if isinstance(send_at, str):
                     moment = datetime.fromisoformat(send_at)
                     entry = replace(entry, at=moment, payload={**entry.payload, "send_at": send_at})
+            elif entry.status != "scheduled" and entry.sid in known:
+                entry = replace(entry, at=known[entry.sid])
             placed.append(entry)
         return placed
 
@@ -441,6 +457,27 @@ def _entry_from_inbound(key: ConversationKey, message: InboundMessage) -> Histor
         at=message.received_at,
         payload={"from": message.from_, "to": message.to},
     )
+
+
+def _spread_by_list_order(
+    entries: list[HistoryEntry], *, skip: Iterable[str]
+) -> list[HistoryEntry]:
+    """A page of one direction, newest first, with the messages that share a whole second
+    a microsecond apart in the page's order, so that they keep Twilio's order rather than
+    their SIDs' (random) one. `skip`: SIDs placed otherwise."""
+    skipped = set(skip)
+    sharing: dict[datetime, int] = {}
+    for entry in entries:
+        if entry.sid not in skipped and entry.status != "scheduled":
+            sharing[entry.at] = sharing.get(entry.at, 0) + 1
+    spread = []
+    for entry in entries:
+        if entry.sid not in skipped and entry.status != "scheduled":
+            sharing[entry.at] -= 1  # the newest gets the largest offset
+            offset = timedelta(microseconds=sharing[entry.at])
+            entry = replace(entry, at=entry.at + offset)
+        spread.append(entry)
+    return spread
 
 
 def message_time(message: MessageResource) -> datetime:

@@ -331,6 +331,14 @@ class Store(abc.ABC):
         `before` (if given), returned oldest first; ties broken by SID."""
 
     @abc.abstractmethod
+    async def adapter_times(self, message_sids: list[str]) -> dict[str, datetime]:
+        """For the SIDs among `message_sids` that went through this adapter, the moment
+        our own clock put on them: when a text was received (the inbound row) or when a
+        reply was committed to the outbox (its row's creation). Twilio's dates have
+        whole seconds; these have the order in which texts arrived and replies were
+        written, which history needs to put a reply after the text it answers."""
+
+    @abc.abstractmethod
     async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
         """Entries of `conversation` whose status is not final, oldest first."""
 

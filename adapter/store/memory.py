@@ -364,6 +364,17 @@ class MemoryStore(Store):
         latest = rows[len(rows) - limit :] if limit > 0 else []
         return [read_row(HistoryEntry, row, _as_is) for row in latest]
 
+    async def adapter_times(self, message_sids: list[str]) -> dict[str, datetime]:
+        self._check_open()
+        wanted = set(message_sids)
+        times = {row.message_id: row.received_at for row in self._inbound.values()}
+        found = {sid: at for sid, at in times.items() if sid in wanted}
+        for sid in wanted:
+            row = self._outbound_by_sid.get(sid)
+            if row is not None:
+                found[sid] = row.created_at
+        return found
+
     async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
         self._check_open()
         rows = sorted(

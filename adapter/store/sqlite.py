@@ -632,6 +632,31 @@ class SQLiteStore(Store):
 
         return await self._writer.run(read)
 
+    async def adapter_times(self, message_sids: list[str]) -> dict[str, datetime]:
+        sids = sorted(set(message_sids))
+        if not sids:
+            return {}
+
+        def read(db: sqlite3.Connection) -> dict[str, datetime]:
+            found: dict[str, datetime] = {}
+            # In chunks: SQLite caps the number of parameters of one statement.
+            for start in range(0, len(sids), 500):
+                chunk = sids[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
+                rows = db.execute(
+                    f"""
+                    SELECT message_id AS sid, received_at AS at FROM inbound
+                    WHERE message_id IN ({marks})
+                    UNION ALL
+                    SELECT message_sid, created_at FROM outbound WHERE message_sid IN ({marks})
+                    """,
+                    (*chunk, *chunk),
+                ).fetchall()
+                found.update((row["sid"], _from_epoch(row["at"])) for row in rows)
+            return found
+
+        return await self._writer.run(read)
+
     async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
         if limit <= 0:
             return []  # SQLite reads LIMIT -1 as "no limit"

@@ -60,7 +60,12 @@ def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
         route = channel.routes.resolve(str(route_key), None)
         if route is None:
             return {}, f"no route {route_key!r}"
-        from_, service = route.reply_sender(str(route_key))
+        if route.send_via_messaging_service is not None or is_address(str(route_key)):
+            from_, service = route.reply_sender(str(route_key))
+        elif from_ is None and service is None:
+            # The default route (`*`) answers texts to any of our numbers: it has no
+            # number of its own to send from.
+            return {}, f"route {route_key!r} has no number of its own: give from as well"
         # A route's [routes.send] options apply to what is sent in its name.
         options = options.merged_over(route.send_defaults)
     if (from_ is None) == (service is None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from adapter.store.base import HistoryEntry, Store
+from adapter.store.base import HistoryEntry, ReplyDraft, Store
 from tests.store.conftest import Reopen
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -97,3 +97,23 @@ async def test_unfinished_history_comes_oldest_first_then_by_sid(store: Store) -
     assert [e.sid for e in await store.unfinished_history("A", 10)] == ["m2o", "m1o", "m3o"]
     assert [e.sid for e in await store.unfinished_history("A", 2)] == ["m2o", "m1o"]
     assert await store.unfinished_history("A", 0) == []
+
+
+async def test_adapter_times_give_our_own_sub_second_times_of_texts_and_replies(
+    store: Store,
+) -> None:
+    received = datetime(2026, 1, 5, 12, 0, 0, 250_000, tzinfo=UTC)
+    await store.add_inbound("SMin", "A", {"body": "one"}, received)
+    before_reply = datetime.now(UTC)
+    [row] = await store.enqueue_outbound([ReplyDraft("A", {"body": "You said: one"})])
+    [job] = await store.claim_outbound(1, 30, datetime.now(UTC))
+    await store.mark_sent(job.id, "SMout", "queued")
+
+    times = await store.adapter_times(["SMin", "SMout", "SMnot-ours"])
+
+    assert set(times) == {"SMin", "SMout"}  # a message the adapter never saw is not there
+    assert times["SMin"] == received  # to the microsecond, not Twilio's whole second
+    record = await store.get_outbound(row)
+    assert record is not None and times["SMout"] == record.created_at
+    assert times["SMout"] >= before_reply - timedelta(seconds=5)
+    assert await store.adapter_times([]) == {}

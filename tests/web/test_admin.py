@@ -77,6 +77,7 @@ async def test_operator_texts_a_person_first_and_sees_it_delivered(
         ({"to": PERSON, "from": DEV_NUMBER}, "body or media"),
         ({"to": PERSON, "from": DEV_NUMBER, "body": "x", "media": ["ftp://x"]}, "http(s)"),
         ({"to": PERSON, "from": DEV_NUMBER, "body": "x" * 1601}, "at most 1600"),
+        ({"to": PERSON, "route": "*", "body": "x"}, "give from as well"),
         ([1, 2], "JSON object"),
     ],
 )
@@ -268,3 +269,26 @@ async def test_a_message_sent_at_once_cannot_be_canceled(server: tuple[str, DevA
         refused = await client.delete(f"{base}/api/messages/{outbox_id}", headers=_auth())
     assert refused.status_code == 409
     assert "only a scheduled message can be canceled" in refused.json()["error"]
+
+
+async def test_operator_texts_through_the_default_route_from_a_number_given(
+    server: tuple[str, DevApp],
+) -> None:
+    base, _ = server
+    async with httpx.AsyncClient(timeout=10) as client:
+        queued = await client.post(
+            f"{base}/api/messages",
+            json={"to": PERSON, "route": "*", "from": DEV_NUMBER, "body": "Your order shipped"},
+            headers=_auth(),
+        )
+        assert queued.status_code == 202, queued.text
+
+        async def sent() -> list[dict[str, Any]] | None:
+            return await _outbound(client, base) or None
+
+        [message] = await wait_for(sent)
+    assert (message["from"], message["to"], message["body"]) == (
+        DEV_NUMBER,
+        PERSON,
+        "Your order shipped",
+    )

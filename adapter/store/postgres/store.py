@@ -729,6 +729,22 @@ class PostgresStore(Store):
             )
         return [read_row(HistoryEntry, row, _as_is) for row in reversed(rows)]
 
+    async def adapter_times(self, message_sids: list[str]) -> dict[str, datetime]:
+        sids = sorted(set(message_sids))
+        if not sids:
+            return {}
+        async with self.connection() as conn:
+            rows = await conn.fetch(
+                """
+                SELECT message_id AS sid, received_at AS at FROM inbound
+                WHERE message_id = ANY($1::text[])
+                UNION ALL
+                SELECT message_sid, created_at FROM outbound WHERE message_sid = ANY($1::text[])
+                """,
+                sids,
+            )
+        return {row["sid"]: row["at"] for row in rows}
+
     async def unfinished_history(self, conversation: str, limit: int) -> list[HistoryEntry]:
         if limit <= 0:
             return []
