@@ -56,10 +56,11 @@ class Phone:
         return list(answer.json())
 
     async def replies(self, count: int) -> Messages:
-        """The first `count` messages sent to the person, once all are delivered."""
+        """The first `count` messages the adapter sent to the person, once all are delivered
+        (not Twilio's own answers to STOP, START and HELP)."""
 
         async def delivered() -> Messages | None:
-            outbound = [m for m in await self.messages() if m["direction"] != "inbound"]
+            outbound = [m for m in await self.messages() if m["direction"] == "outbound-api"]
             done = len(outbound) >= count and all(m["status"] == "delivered" for m in outbound)
             return outbound if done else None
 
@@ -104,10 +105,14 @@ async def test_stop_refuses_replies_locally_until_start(phone: Phone) -> None:
 
     assert (reply["body"], reply["to"], reply["from"]) == ("heard: back again", PERSON, DEV_NUMBER)
     # Nothing else ever left: not the refused reply, not the proactive text, no answer to
-    # STOP or START (Twilio confirms those itself).
+    # STOP or START: Twilio confirms those itself.
     await phone.dev.emulator.settle()
-    assert [m["body"] for m in await phone.messages() if m["direction"] != "inbound"] == [
-        "heard: back again"
+    sent = await phone.messages()
+    assert [m["body"] for m in sent if m["direction"] == "outbound-api"] == ["heard: back again"]
+    confirmations = [m["body"] for m in sent if m["direction"] == "outbound-reply"]
+    assert [body.split(".")[0] for body in confirmations] == [
+        "You have successfully been unsubscribed",
+        "You have successfully been re-subscribed to messages from this number",
     ]
 
 

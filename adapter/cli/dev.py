@@ -7,7 +7,10 @@ it posts, so signatures are checked here too.
 
 from __future__ import annotations
 
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -22,6 +25,32 @@ from adapter.web.app import create_app
 DEV_ACCOUNT_SID = "AC" + "0" * 30 + "de"
 DEV_AUTH_TOKEN = "dev-auth-token-not-a-secret"
 DEV_NUMBER = "+15005550006"
+# Dev mode's own store, apart from serve's `sms-adapter.sqlite3`: the emulator starts empty
+# on every run, so this file is emptied at every start too, and the two agree on what was
+# said (ctx.history(), `sms-adapter history`, the console).
+DEV_DATABASE = "sms-adapter-dev.sqlite3"
+_SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def database_is_explicit(environ: Mapping[str, str], config_file: str | None) -> bool:
+    """Whether SMS_ADAPTER_DATABASE was given (environment or the TOML file): then dev
+    uses that database as it is, and never empties it."""
+    if environ.get("SMS_ADAPTER_DATABASE", "").strip():
+        return True
+    if config_file is None:
+        return False
+    try:
+        data = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # load_settings reports the file's problem itself
+    return "database" in data
+
+
+def empty_dev_database(path: str = DEV_DATABASE) -> None:
+    """Delete dev mode's own SQLite file (with its WAL companions), so the store starts as
+    empty as the emulator does."""
+    for suffix in _SQLITE_COMPANIONS:
+        Path(path + suffix).unlink(missing_ok=True)
 
 
 @dataclass

@@ -15,7 +15,14 @@ import sys
 from collections.abc import Sequence
 
 from adapter.asgi import build_app
-from adapter.cli.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN, DEV_NUMBER
+from adapter.cli.dev import (
+    DEV_ACCOUNT_SID,
+    DEV_AUTH_TOKEN,
+    DEV_DATABASE,
+    DEV_NUMBER,
+    database_is_explicit,
+    empty_dev_database,
+)
 from adapter.cli.history import add_history_command
 from adapter.cli.server import ConnectionLimits
 from adapter.cli.server import run as run_server
@@ -65,16 +72,41 @@ def cmd_dev(args: argparse.Namespace) -> None:
     host = args.host or "127.0.0.1"
     port = args.port or 8000
     local = f"http://127.0.0.1:{port}"
-    settings = _load(args, host=host, port=port)
+    own_database = not database_is_explicit(os.environ, args.config)
+    settings = _load(args, host=host, port=port, database=DEV_DATABASE if own_database else None)
+    if own_database:
+        empty_dev_database(DEV_DATABASE)
     dev = create_dev_app(settings, local, [args.number])
     using_dev_values = not settings.auth_token
+    if using_dev_values:
+        credentials = (
+            f"  account:  {dev.settings.account_sid} (development values; no Twilio account needed)\n"
+            f"  token:    {dev.settings.auth_token}"
+        )
+        token = dev.settings.auth_token
+    else:
+        # A real auth token is a secret: it is never printed.
+        credentials = f"  account:  {dev.settings.account_sid} (token: your TWILIO_AUTH_TOKEN)"
+        token = "$TWILIO_AUTH_TOKEN"
+    # An explicit database may be a postgresql:// URL with a password: not printed.
+    database = settings.database if own_database else "$SMS_ADAPTER_DATABASE"
+    history_command = (
+        f"TWILIO_ACCOUNT_SID={dev.settings.account_sid} TWILIO_AUTH_TOKEN={token} "
+        f"SMS_ADAPTER_TWILIO_BASE_URL={local} SMS_ADAPTER_DATABASE={database} "
+        f"sms-adapter history +15551234567 --with {args.number}"
+    )
+    store_note = (
+        "emptied at every start, as the emulator starts empty"
+        if own_database
+        else "SMS_ADAPTER_DATABASE, kept between runs while the emulator starts empty"
+    )
     print(
         f"""
 sms-adapter dev: adapter + Twilio emulator on {local}
   bot(s):   {settings.bots}
-  store:    {describe_database(settings.database)}
+  store:    {describe_database(settings.database)} ({store_note})
   number:   {args.number} (the emulator's number; your bot answers on it)
-  account:  {dev.settings.account_sid}{" (development values; no Twilio account needed)" if using_dev_values else ""}
+{credentials}
 
 Text your bot from a browser (the dev console):
   {local}/console
@@ -82,6 +114,8 @@ Or as a person would, with curl:
   curl -s {local}/_emulator/inbound -d From=+15551234567 -d Body=hello
 See the whole exchange (the bot's reply arrives a moment later):
   curl -s {local}/_emulator/messages
+Read a conversation back as Twilio keeps it (from another terminal):
+  {history_command}
 Stop with Ctrl+C.
 """,
         flush=True,

@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 # The Twilio error codes the emulator answers with.
 AUTHENTICATE = 20003
 NOT_FOUND = 20404
+METHOD_NOT_ALLOWED = 20004
 INVALID_PARAMETER = 20001
 TOO_MANY_REQUESTS = 20429
 INTERNAL_ERROR = 20500

@@ -4,8 +4,11 @@ Filters. `To` and `From` match exactly. The `DateSent` family filters by UTC day
 Twilio documents ("Accepts GMT dates"): `DateSent=D` is that day; `DateSent<=D` (sent as
 the parameter `DateSent<` with value D) is on or before D, that whole day included;
 `DateSent>=D` (`DateSent>`) is on or after D. A value with a time of day (the twilio
-library sends dates as "2024-01-02T00:00:00Z") counts as its UTC day. A message not yet
-sent is dated by its creation, the same time it is sorted by.
+library sends dates as "2024-01-02T00:00:00Z") counts as its UTC day. Every format of
+Twilio's API description is read: "2019-06-11", "2019-06-11 22:05:25.000" (UTC),
+"Wed, 19 Jun 2019 22:04:00 -0000" and "06/11/2019 22:05:25 MST" (month first, with a US
+zone's abbreviation or a numeric offset). A message not yet sent is dated by its
+creation, the same time it is sorted by.
 
 Order and paging. Newest first by date_sent, falling back to date_created, ties broken by
 arrival. A next-page token ("PA...") encodes the sort position of the last message shown
@@ -21,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +39,16 @@ DEFAULT_PAGE_SIZE = 50
 FILTER_NAMES = ("To", "From", "DateSent", "DateSent<", "DateSent>")
 
 _TOKEN = re.compile(r"(PA|PB)(-?[0-9]+)_([0-9]+)")
+# "06/11/2019 22:05:25 MST": month/day/year, an optional time, an optional zone.
+_US_DATE = re.compile(
+    r"(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2}))?)?(?:\s+(\S+))?"
+)
+# The zone abbreviations a US-style date may carry, as hours from UTC.
+_ZONES = {
+    "UTC": 0, "GMT": 0, "Z": 0,
+    "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6,
+    "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10,
+}  # fmt: skip
 
 SortKey = tuple[int, int]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -172,12 +185,46 @@ def _day(given: Mapping[str, str], name: str) -> date | None:
     try:
         moment: datetime | None = datetime.fromisoformat(text)
     except ValueError:
-        moment = parse_rfc2822(text)
+        moment = _us_moment(text) or parse_rfc2822(text)
     if moment is None:
         raise _invalid(name, raw)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).date()
+
+
+def _us_moment(text: str) -> datetime | None:
+    """ "06/11/2019 22:05:25 MST" as an aware time (UTC when no zone is given)."""
+    match = _US_DATE.fullmatch(text)
+    if match is None:
+        return None
+    month, day, year, hour, minute, second, zone = match.groups()
+    offset = _offset(zone or "UTC")
+    if offset is None:
+        return None
+    try:
+        return datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            tzinfo=timezone(offset),
+        )
+    except ValueError:
+        return None  # 13/45/2019
+
+
+def _offset(zone: str) -> timedelta | None:
+    hours = _ZONES.get(zone.upper())
+    if hours is not None:
+        return timedelta(hours=hours)
+    numeric = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", zone)
+    if numeric is None:
+        return None
+    sign = -1 if numeric[1] == "-" else 1
+    return sign * timedelta(hours=int(numeric[2]), minutes=int(numeric[3]))
 
 
 def _integer(query: Mapping[str, str], name: str, default: int, *, lowest: int) -> int:

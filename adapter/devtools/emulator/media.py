@@ -8,13 +8,18 @@ the account's credentials (as with Twilio's "HTTP Basic authentication for media
 and answers with a redirect to a CDN-style URL, `/_emulator/media/{ME}`, which needs none
 and serves the bytes: decoded from the `data:` URL, or fetched from the original URL
 then and there.
+
+The Media subresource every message advertises (`subresource_uris.media`) lists and
+fetches those files as Twilio's Media resources (`.../Media.json`, `.../Media/{ME}.json`),
+for texts people sent and for the account's own sends with MediaUrl alike; Delete Media
+removes one.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 import httpx
@@ -23,8 +28,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from adapter.devtools.emulator.errors import not_found
+from adapter.devtools.emulator.hosted_media import HostedMedia
+from adapter.devtools.emulator.listing import paging
 from adapter.devtools.emulator.resource import message_uri
 from adapter.twilio.messages import Media
+from adapter.twilio.resources import format_rfc2822
 
 if TYPE_CHECKING:
     from adapter.devtools.emulator.state import EmulatorState
@@ -38,7 +46,7 @@ def hosted_media(
 ) -> Media:
     """Host `source` as a media file of message `message_sid`; return it as the webhook
     shows it, at its Twilio-style URL under `base_url` (where the emulator is)."""
-    hosted = state.media.host(message_sid, source)
+    hosted = state.media.host(message_sid, source, state.clock())
     path = f"{message_uri(account_sid, message_sid)}/Media/{hosted.sid}"
     return Media(url=base_url.rstrip("/") + path, content_type=hosted.content_type)
 
@@ -54,10 +62,66 @@ def data_url_type(url: str) -> str | None:
 async def redirect_to_content(state: EmulatorState, request: Request) -> Response:
     """The Media resource's own URL (credentials checked by the caller): a redirect to
     the file on the "CDN"."""
+    hosted = _hosted(state, request)
+    return RedirectResponse(f"{str(request.base_url).rstrip('/')}{CDN_PATH}/{hosted.sid}", 302)
+
+
+def media_json(hosted: HostedMedia, account_sid: str) -> dict[str, Any]:
+    """A media file as Twilio's Media resource."""
+    return {
+        "account_sid": account_sid,
+        "content_type": hosted.content_type,
+        "date_created": format_rfc2822(hosted.date_created),
+        "date_updated": format_rfc2822(hosted.date_created),
+        "parent_sid": hosted.message_sid,
+        "sid": hosted.sid,
+        "uri": f"{message_uri(account_sid, hosted.message_sid)}/Media/{hosted.sid}.json",
+    }
+
+
+async def list_media(state: EmulatorState, account_sid: str, request: Request) -> Response:
+    """List Media of a message: Twilio's page envelope, its files in `media_list`."""
+    message_sid = request.path_params["sid"]
+    if state.get(message_sid) is None:
+        raise not_found(request.url.path)
+    page, size = paging(request.query_params)
+    files = state.media.of_message(message_sid)
+    start = page * size
+    shown = files[start : start + size]
+    base = f"{message_uri(account_sid, message_sid)}/Media.json"
+
+    def uri(number: int) -> str:
+        return f"{base}?PageSize={size}&Page={number}"
+
+    return JSONResponse(
+        {
+            "media_list": [media_json(hosted, account_sid) for hosted in shown],
+            "end": start + len(shown) - 1 if shown else start,
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1) if start + size < len(files) else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": uri(page),
+        }
+    )
+
+
+def _hosted(state: EmulatorState, request: Request) -> HostedMedia:
     hosted = state.media.get(request.path_params["media_sid"])
     if hosted is None or hosted.message_sid != request.path_params["sid"]:
         raise not_found(request.url.path)
-    return RedirectResponse(f"{str(request.base_url).rstrip('/')}{CDN_PATH}/{hosted.sid}", 302)
+    return hosted
+
+
+async def fetch_media(state: EmulatorState, account_sid: str, request: Request) -> Response:
+    return JSONResponse(media_json(_hosted(state, request), account_sid))
+
+
+async def delete_media(state: EmulatorState, request: Request) -> Response:
+    state.media.delete(_hosted(state, request).sid)
+    return Response(status_code=204)
 
 
 def cdn_routes(state: EmulatorState) -> list[BaseRoute]:

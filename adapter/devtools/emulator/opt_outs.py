@@ -2,6 +2,10 @@
 numbers, a send from that number (or any number of its Messaging Service) to them is
 refused with error 21610, until they text START.
 
+Twilio also answers STOP, START and HELP itself, with its default texts below: the
+emulator lists those answers as messages from our number to the person (direction
+"outbound-reply", as Twilio's logs show them), right after the keyword's text.
+
 Like Twilio, only SMS is covered: Twilio leaves opt-out keywords on WhatsApp to the
 business. The list is guarded by a lock, as the rest of the emulator's state is.
 """
@@ -17,6 +21,27 @@ from adapter.twilio.addresses import is_whatsapp, number_of
 from adapter.twilio.opt_out import UNSUBSCRIBED_ERROR, OptOutType, keyword_type
 
 UNSUBSCRIBED_MESSAGE = "Attempt to send to unsubscribed recipient"
+AUTO_REPLY_DIRECTION = "outbound-reply"
+# Twilio's default answers to its opt-out keywords.
+AUTO_REPLIES = {
+    OptOutType.STOP: (
+        "You have successfully been unsubscribed. You will not receive any more messages "
+        "from this number. Reply START to resubscribe."
+    ),
+    OptOutType.START: (
+        "You have successfully been re-subscribed to messages from this number. "
+        "Reply HELP for help. Reply STOP to unsubscribe. Msg&Data Rates May Apply."
+    ),
+    OptOutType.HELP: "Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
+}
+
+
+def auto_reply(person: str, body: str) -> str | None:
+    """What Twilio answers by itself to `person`'s text `body`, if anything."""
+    if is_whatsapp(person):
+        return None
+    kind = keyword_type(body)
+    return AUTO_REPLIES[kind] if kind is not None else None
 
 
 class OptOutList:

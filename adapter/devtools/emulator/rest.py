@@ -41,6 +41,11 @@ RETRY_AFTER_SECONDS = 1
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+_GET = frozenset({"GET", "HEAD"})
+_GET_POST = _GET | {"POST"}
+_GET_DELETE = _GET | {"DELETE"}
+_EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
+
 
 class HangUp(Response):
     """Answers by dropping the connection (see `connection.drop_connection`)."""
@@ -66,28 +71,39 @@ class RestApi:
         self.rng = rng
 
     def routes(self) -> list[BaseRoute]:
+        """Each resource answers every method: one it does not have gets Twilio's 405
+        (20004), not Starlette's plain text, nor the catch-all's 404."""
         account = f"/{API_VERSION}/Accounts/{{account_sid}}"
+        message = f"{account}/Messages/{{sid}}"
+        resources: list[tuple[str, Handler, frozenset[str]]] = [
+            (f"{account}/Messages.json", self.messages, _GET_POST),
+            (f"{message}.json", self.message, _GET_POST),
+            (f"{account}.json", self.account, _GET),
+            (f"{account}/IncomingPhoneNumbers.json", self.incoming_numbers, _GET),
+            (f"{message}/Media.json", self.media_list, _GET),
+            (f"{message}/Media/{{media_sid}}.json", self.media_resource, _GET_DELETE),
+            (f"{message}/Media/{{media_sid}}", self.media_file, _GET),
+            (f"{services.SERVICES_PATH}/{{service_sid}}", self.service, _GET),
+            (f"{services.SERVICES_PATH}/{{service_sid}}/PhoneNumbers", self.service_numbers, _GET),
+        ]
         return [
-            Route(f"{account}/Messages.json", self.messages, methods=["GET", "POST"]),
-            Route(f"{account}/Messages/{{sid}}.json", self.message, methods=["GET", "POST"]),
-            Route(f"{account}.json", self.account, methods=["GET"]),
-            Route(f"{account}/IncomingPhoneNumbers.json", self.incoming_numbers, methods=["GET"]),
-            Route(
-                f"{account}/Messages/{{sid}}/Media/{{media_sid}}", self.media_file, methods=["GET"]
-            ),
-            Route(f"{services.SERVICES_PATH}/{{service_sid}}", self.service, methods=["GET"]),
-            Route(
-                f"{services.SERVICES_PATH}/{{service_sid}}/PhoneNumbers",
-                self.service_numbers,
-                methods=["GET"],
+            *(
+                Route(path, self._allowing(allowed, handler), methods=_EVERY_METHOD)
+                for path, handler, allowed in resources
             ),
             # Anything else under the API answers like Twilio, not with Starlette's text 404.
-            Route(
-                f"/{API_VERSION}/{{rest:path}}",
-                self.unknown,
-                methods=["GET", "POST", "PUT", "DELETE", "PATCH"],
-            ),
+            Route(f"/{API_VERSION}/{{rest:path}}", self.unknown, methods=_EVERY_METHOD),
         ]
+
+    def _allowing(self, allowed: frozenset[str], endpoint: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            if request.method in allowed:
+                return await endpoint(request)
+            return await self._answer(
+                request, lambda r: _not_allowed(allowed), account_scoped=False
+            )
+
+        return guarded
 
     # -- endpoints ----------------------------------------------------------------------
 
@@ -113,6 +129,22 @@ class RestApi:
         return await self._answer(
             request, lambda r: media.redirect_to_content(self.state, r), account_scoped=True
         )
+
+    async def media_list(self, request: Request) -> Response:
+        """List Media of a message (see `media`)."""
+        return await self._answer(
+            request,
+            lambda r: media.list_media(self.state, self.config.account_sid, r),
+            account_scoped=True,
+        )
+
+    async def media_resource(self, request: Request) -> Response:
+        """Fetch or Delete one Media resource of a message (see `media`)."""
+        if request.method == "DELETE":
+            handler: Handler = lambda r: media.delete_media(self.state, r)  # noqa: E731
+        else:
+            handler = lambda r: media.fetch_media(self.state, self.config.account_sid, r)  # noqa: E731
+        return await self._answer(request, handler, account_scoped=True)
 
     async def incoming_numbers(self, request: Request) -> Response:
         """The IncomingPhoneNumbers list (see `numbers`)."""
@@ -199,6 +231,8 @@ class RestApi:
             validity_period=options.validity_period,
             send_at=options.send_at,
         )
+        for file in stored.media:
+            self.state.media.host(stored.sid, file, stored.date_created)
         # How long the message sits in the queue: the emulator's latency, and a slow
         # answer's delay (its validity period runs meanwhile).
         held_ms = self.config.latency_ms + (
@@ -331,6 +365,15 @@ class _SendRequest:
 
 async def _not_found(request: Request) -> Response:
     raise errors.not_found(request.url.path)
+
+
+async def _not_allowed(allowed: frozenset[str]) -> Response:
+    raise TwilioApiError(
+        405,
+        errors.METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        {"Allow": ", ".join(sorted(allowed))},
+    )
 
 
 def _unauthorized() -> TwilioApiError:

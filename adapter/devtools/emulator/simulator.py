@@ -25,6 +25,7 @@ from adapter.devtools.emulator.config import EmulatorConfig
 from adapter.devtools.emulator.forms import read_form
 from adapter.devtools.emulator.inbound import post_inbound
 from adapter.devtools.emulator.media import data_url_type, hosted_media
+from adapter.devtools.emulator.opt_outs import AUTO_REPLY_DIRECTION, auto_reply
 from adapter.devtools.emulator.resource import message_json
 from adapter.devtools.emulator.signing import Signer
 from adapter.devtools.emulator.state import (
@@ -161,7 +162,7 @@ class Simulator:
         ]
         body = _one(params, "Body")
         self.state.opt_outs.note_inbound(to, sender, body)
-        return self.state.add_message(
+        message = self.state.add_message(
             direction=INBOUND,
             from_=sender,
             to=to,
@@ -174,6 +175,24 @@ class Simulator:
             date_created=now,
             date_sent=now,
             sid=sid,
+        )
+        self._answer_keyword(message)
+        return message
+
+    def _answer_keyword(self, text: StoredMessage) -> None:
+        """Twilio's own answer to STOP, START or HELP, from the number texted."""
+        answer = auto_reply(text.from_ or "", text.body)
+        if answer is None:
+            return
+        self.state.add_message(
+            direction=AUTO_REPLY_DIRECTION,
+            from_=text.to,
+            to=text.from_ or "",
+            body=answer,
+            status="delivered",
+            messaging_service_sid=text.messaging_service_sid,
+            date_created=text.date_created,
+            date_sent=text.date_created,
         )
 
     def _console_json(self, message: StoredMessage) -> dict[str, Any]:

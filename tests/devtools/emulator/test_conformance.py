@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 import requests
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from adapter.devtools.emulator import (
@@ -313,3 +314,184 @@ def _raised(work: Callable[[], object]) -> BaseException | None:
     except Exception as error:  # the library's exception, returned for the assertion
         return error
     return None
+
+
+async def _text_in(twilio: Twilio, body: str, **fields: str) -> str:
+    async with httpx.AsyncClient(base_url=twilio.base_url) as http:
+        answer = await http.post(
+            "/_emulator/inbound", data={"From": PERSON, "Body": body, **fields}
+        )
+    assert answer.status_code == 200, answer.text
+    sid: str = answer.json()["sid"]
+    return sid
+
+
+async def test_the_media_subresource_lists_fetches_and_deletes_a_messages_media(
+    twilio: Twilio,
+) -> None:
+    client = twilio.client()
+    sent = await twilio.call(
+        lambda: client.messages.create(
+            to=PERSON,
+            from_=OUR_NUMBER,
+            media_url=["https://example.com/a.jpg", "https://example.com/b.png"],
+        )
+    )
+    received = await _text_in(twilio, "look", MediaUrl="data:image/gif;base64,R0lGODlhAQABAAAAACw=")
+
+    listed = await twilio.call(lambda: client.messages(sent.sid).media.list())
+    one = await twilio.call(lambda: client.messages(sent.sid).media(listed[1].sid).fetch())
+    theirs = await twilio.call(lambda: client.messages(received).media.list())
+
+    assert [(m.content_type, m.parent_sid) for m in listed] == [
+        ("image/jpeg", sent.sid),
+        ("image/png", sent.sid),
+    ]
+    assert all(m.sid.startswith("ME") and m.account_sid == ACCOUNT_SID for m in listed)
+    assert (one.sid, one.content_type, one.date_created.tzinfo is not None) == (
+        listed[1].sid,
+        "image/png",
+        True,
+    )
+    assert one.uri == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sent.sid}/Media/{one.sid}.json"
+    assert [(m.content_type, m.parent_sid) for m in theirs] == [("image/gif", received)]
+
+    assert await twilio.call(lambda: client.messages(sent.sid).media(listed[0].sid).delete())
+    left = await twilio.call(lambda: client.messages(sent.sid).media.list())
+    assert [m.sid for m in left] == [listed[1].sid]
+
+
+async def test_media_of_a_text_without_media_or_of_no_message(twilio: Twilio) -> None:
+    client = twilio.client()
+    sent = await twilio.call(
+        lambda: client.messages.create(to=PERSON, from_=OUR_NUMBER, body="plain")
+    )
+
+    assert await twilio.call(lambda: client.messages(sent.sid).media.list()) == []
+    # The library reports a list's error as a TwilioException holding the response.
+    with pytest.raises(TwilioException) as listing:
+        await twilio.call(lambda: client.messages("SM" + "0" * 32).media.list())
+    assert _error_of(listing.value) == (404, 20404)
+    with pytest.raises(TwilioRestException) as caught:
+        await twilio.call(lambda: client.messages(sent.sid).media("ME" + "0" * 32).fetch())
+    assert (caught.value.status, caught.value.code) == (404, 20404)
+
+
+# The formats Twilio's API description shows for DateSent, against the six texts of
+# `test_listing_filters` (p3, p4 and o1 on March 2; p5, p6 on March 3, UTC).
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        pytest.param("03/01/2024 22:05:25 MST", ["p6", "p5", "p4", "o1", "p3"], id="us-mst"),
+        pytest.param("03/02/2024 20:00:00 EST", ["p6", "p5"], id="us-est-next-utc-day"),
+        pytest.param("2024-03-02 22:05:25.000", ["p6", "p5", "p4", "o1", "p3"], id="iso-space"),
+        pytest.param("Sat, 02 Mar 2024 22:04:00 -0000", ["p6", "p5", "p4", "o1", "p3"], id="rfc"),
+    ],
+)
+async def test_date_sent_filters_in_twilios_documented_formats(
+    twilio: Twilio, after: str, expected: list[str]
+) -> None:
+    seeded = twilio.state.seed_conversation(
+        OUR_NUMBER, PERSON, 6, start=MARCH_1, interval=timedelta(hours=12)
+    )
+    other = twilio.state.seed_conversation(
+        OUR_NUMBER, OTHER_PERSON, 1, start=MARCH_1 + timedelta(days=1, hours=1)
+    )
+    names = {m.sid: f"p{i + 1}" for i, m in enumerate(seeded)} | {other[0].sid: "o1"}
+    client = twilio.client()
+
+    # The library passes a string through as it is: `DateSent>=<after>` on the wire.
+    listed = await twilio.call(lambda: client.messages.list(date_sent_after=after))
+
+    assert [names[m.sid] for m in listed] == expected
+
+
+async def test_a_date_sent_filter_that_is_no_date_is_refused(twilio: Twilio) -> None:
+    client = twilio.client()
+
+    with pytest.raises(TwilioException) as caught:
+        await twilio.call(lambda: client.messages.list(date_sent_after="13/45/2019 25:00:00 MST"))
+
+    assert _error_of(caught.value) == (400, 20001)
+
+
+def _error_of(exception: TwilioException) -> tuple[int, int]:
+    response = exception.args[1]
+    return response.status_code, json.loads(response.text)["code"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/Messages.json", "GET, HEAD, POST"),
+        ("PUT", "/Messages/{sid}.json", "GET, HEAD, POST"),
+        ("POST", "/Messages/{sid}/Media.json", "GET, HEAD"),
+        ("PATCH", ".json", "GET, HEAD"),
+    ],
+)
+async def test_a_method_a_resource_does_not_have_answers_405_in_twilios_shape(
+    twilio: Twilio, method: str, path: str, allowed: str
+) -> None:
+    client = twilio.client()
+    sent = await twilio.call(lambda: client.messages.create(to=PERSON, from_=OUR_NUMBER, body="x"))
+    url = f"{twilio.base_url}/2010-04-01/Accounts/{ACCOUNT_SID}{path.format(sid=sent.sid)}"
+
+    answer = await twilio.call(
+        lambda: requests.request(method, url, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=10)
+    )
+
+    assert answer.status_code == 405
+    assert answer.json() == {
+        "code": 20004,
+        "message": "Method not allowed",
+        "more_info": "https://www.twilio.com/docs/errors/20004",
+        "status": 405,
+    }
+    assert answer.headers["Allow"] == allowed
+    # Credentials are checked first, as everywhere else.
+    anonymous = await twilio.call(lambda: requests.request(method, url, timeout=10))
+    assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("keyword", "answer"),
+    [
+        (
+            "stop",
+            "You have successfully been unsubscribed. You will not receive any more messages "
+            "from this number. Reply START to resubscribe.",
+        ),
+        (
+            "START",
+            "You have successfully been re-subscribed to messages from this number. "
+            "Reply HELP for help. Reply STOP to unsubscribe. Msg&Data Rates May Apply.",
+        ),
+        ("Help", "Reply STOP to unsubscribe. Msg&Data Rates May Apply."),
+    ],
+)
+async def test_twilio_answers_stop_start_and_help_itself(
+    twilio: Twilio, keyword: str, answer: str
+) -> None:
+    client = twilio.client()
+
+    keyword_sid = await _text_in(twilio, keyword)
+    await _text_in(twilio, "just a text")
+
+    listed = await twilio.call(lambda: client.messages.list())
+    conversation = [(m.direction, m.from_, m.to, m.body) for m in reversed(listed)]
+    assert conversation == [
+        ("inbound", PERSON, OUR_NUMBER, keyword),
+        ("outbound-reply", OUR_NUMBER, PERSON, answer),
+        ("inbound", PERSON, OUR_NUMBER, "just a text"),
+    ]
+    assert listed[-1].sid == keyword_sid
+    assert listed[1].status == "delivered"
+
+
+async def test_no_automatic_answer_on_whatsapp(twilio: Twilio) -> None:
+    client = twilio.client()
+
+    await _text_in(twilio, "STOP", From=f"whatsapp:{PERSON}", To=f"whatsapp:{OUR_NUMBER}")
+
+    listed = await twilio.call(lambda: client.messages.list())
+    assert [m.direction for m in listed] == ["inbound"]

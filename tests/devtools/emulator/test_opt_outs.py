@@ -55,7 +55,8 @@ async def test_after_stop_sends_to_that_person_are_refused(
     await text_in(emulator, keyword)
 
     await assert_refused_21610(emulator, Body="are you there?")
-    assert len(emulator.state.messages()) == 1  # only the STOP: nothing was created
+    # Nothing was created: only the STOP and Twilio's own confirmation of it are listed.
+    assert [m.direction for m in emulator.state.messages()] == ["inbound", "outbound-reply"]
 
 
 @pytest.mark.parametrize("keyword", ["START", "yes", "Unstop"])
