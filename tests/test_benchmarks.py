@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("script", ["ingest.py", "latency.py", "soak.py"])
+@pytest.mark.parametrize("script", ["ingest.py", "latency.py", "soak.py", "retention.py"])
 def test_benchmark_script_explains_itself(script: str) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--help"],

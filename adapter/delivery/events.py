@@ -40,5 +40,9 @@ class ChannelEvents:
     def retried(self, job: OutboundJob, error: TwilioError) -> None: ...
     def adopted(self, job: OutboundJob) -> None: ...
 
+    # --- storage --------------------------------------------------------------
+    def retention_deleted(self, rows: int) -> None:
+        """Retention deleted `rows` rows older than SMS_ADAPTER_RETENTION."""
+
 
 NO_EVENTS = ChannelEvents()

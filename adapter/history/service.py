@@ -20,13 +20,19 @@ date_sent, or date_created while not yet sent.
                   back short they hold everything, and the conversation counts as synced.
 
 Every REST request runs inside the channel's rate limiter, so history shares Twilio's
-budget with the sender instead of spending it behind its back.
+budget with the sender instead of spending it behind its back. A request Twilio answers
+with 429 is tried again after the limiter's pause (`slow_down`, Retry-After when Twilio
+gives one), a 5xx after a backoff of our own; each up to MAX_ATTEMPTS times, and only the
+page that failed is fetched again. A sync streams: each page goes to the cache as it
+comes, and a full sync keeps no list of the SIDs it has seen, so its memory does not grow
+with the conversation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import (
     AsyncIterator,
@@ -35,7 +41,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
 )
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
@@ -44,10 +50,12 @@ from adapter.bot.history import Direction, HistoryMessage
 from adapter.ratelimit import Limiter
 from adapter.store.base import STATUS_WATCH_WINDOW, HistoryEntry, Store
 from adapter.twilio.addresses import is_address
-from adapter.twilio.client import MAX_PAGE_SIZE, TwilioClient
+from adapter.twilio.client import MAX_PAGE_SIZE, PageRequest, TwilioClient
 from adapter.twilio.errors import (
     TwilioError,
+    TwilioRateLimited,
     TwilioRequestRejected,
+    TwilioServerError,
 )
 from adapter.twilio.messages import ConversationKey, InboundMessage
 from adapter.twilio.resources import MessageResource
@@ -68,6 +76,12 @@ UNSENT_PAGE_SIZE = 50
 MAX_STATUS_REFRESH = 25
 # A shallow fetch asks for at least this many, so a short conversation comes back whole.
 SHALLOW_PAGE_SIZE = 100
+# Tries of one request Twilio answers with 429 or 5xx, before the sync gives up (what was
+# cached stays, and the next sync goes on from the last one that finished).
+MAX_ATTEMPTS = 6
+# The wait before trying again after a 5xx: doubles each time, up to the cap.
+SERVER_ERROR_BACKOFF = 0.5
+MAX_SERVER_ERROR_BACKOFF = 8.0
 
 
 def history_message(entry: HistoryEntry) -> HistoryMessage:
@@ -136,19 +150,30 @@ ProgressCallback = Callable[[SyncProgress], None]
 @dataclass
 class _Tally:
     progress: ProgressCallback | None
-    pages: int = 0  # one request each
+    pages: int = 0  # one successful List request each
+    retries: int = 0  # requests tried again after a 429 or a 5xx
     refreshed: int = 0  # one Get Message request each
-    seen: set[str] = field(default_factory=set)
+    messages: int = 0  # distinct messages fetched
+    # The SIDs the lists showed, kept only by an incremental sync (a few pages): its
+    # status refresh skips those. A full sync would hold every SID of the conversation.
+    seen: set[str] | None = None
 
-    def page(self, messages: list[MessageResource]) -> None:
+    def page(self, messages: list[MessageResource], previous: set[str]) -> None:
+        """Count a page; `previous` holds the SIDs of the page before it in the same list,
+        the only one a message can repeat from (Twilio pages by position)."""
         self.pages += 1
-        self.seen.update(message.sid for message in messages)
+        sids = {message.sid for message in messages}
+        if self.seen is not None:
+            self.messages += len(sids - self.seen)
+            self.seen |= sids
+        else:
+            self.messages += len(sids - previous)
         if self.progress is not None:
-            self.progress(SyncProgress(pages=self.pages, messages=len(self.seen)))
+            self.progress(SyncProgress(pages=self.pages, messages=self.messages))
 
     def report(self, kind: SyncKind) -> SyncReport:
-        requests = self.pages + self.refreshed
-        return SyncReport(kind, requests, self.pages, len(self.seen), self.refreshed)
+        requests = self.pages + self.refreshed + self.retries
+        return SyncReport(kind, requests, self.pages, self.messages, self.refreshed)
 
 
 def check_address(value: str, what: str) -> str:
@@ -214,9 +239,9 @@ class HistoryService:
         time, what is new afterwards. Raises TwilioError (naming the call) if Twilio fails;
         what was fetched before the failure stays cached."""
         async with self._locks.hold(str(key)):
-            tally = _Tally(progress)
             started = self._clock()
             synced = await self._store.history_synced_through(str(key))
+            tally = _Tally(progress, seen=None if synced is None else set())
             if synced is None:
                 await self._full(key, tally)
             else:
@@ -281,9 +306,9 @@ class HistoryService:
     async def account_newest(self, count: int) -> list[MessageResource]:
         """The newest `count` messages of the whole account (at most one page), newest
         first: one List request, inside the rate limiter like every other."""
-        pages = self._client.list_pages(page_size=min(count, MAX_PAGE_SIZE))
-        async with contextlib.aclosing(pages):
-            return await self._limited(anext(pages, []))
+        first = self._client.first_page(page_size=min(count, MAX_PAGE_SIZE))
+        messages, _ = await self._limited(lambda: self._client.list_page(first), _Tally(None))
+        return messages
 
     # --- the three kinds of fetch ----------------------------------------------------
 
@@ -336,35 +361,36 @@ class HistoryService:
         sender, recipient = (
             (key.person, key.ours) if direction == "inbound" else (key.ours, key.person)
         )
-        pages = self._client.list_pages(
+        request: PageRequest | None = self._client.first_page(
             from_=sender, to=recipient, date_sent_after=since_day, page_size=page_size
         )
         taken = 0
-        # Stopping early must not leave the page generator to the garbage collector.
-        async with contextlib.aclosing(pages):
-            while True:
-                page = await self._limited(anext(pages, None))
-                if page is None:
-                    return True
-                taken += 1
-                tally.page(page)
-                entries = [_entry(key, direction, m) for m in page]
-                await self._store.save_history(await self._placed(entries, listed=True))
-                if len(page) < page_size:
-                    return True  # a short page is the last one
-                if max_pages is not None and taken >= max_pages:
-                    return False
-                if stop_before is not None and min(message_time(m) for m in page) < stop_before:
-                    return False
+        previous: set[str] = set()
+        while request is not None:
+            fetch = functools.partial(self._client.list_page, request)
+            page, request = await self._limited(fetch, tally)
+            taken += 1
+            tally.page(page, previous)
+            previous = {message.sid for message in page}
+            entries = [_entry(key, direction, m) for m in page]
+            await self._store.save_history(await self._placed(entries, listed=True))
+            if len(page) < page_size:
+                return True  # a short page is the last one
+            if max_pages is not None and taken >= max_pages:
+                return False
+            if stop_before is not None and min(message_time(m) for m in page) < stop_before:
+                return False
+        return True
 
     async def _refresh_unfinished(self, key: ConversationKey, tally: _Tally) -> None:
         # Twilio stops moving a status after a few days; older ones are left as they are.
         oldest = self._clock() - STATUS_WATCH_WINDOW
         unfinished = await self._store.unfinished_history(str(key), limit=1000)
-        stale = [e for e in unfinished if e.sid not in tally.seen and e.at >= oldest]
+        seen = tally.seen or set()
+        stale = [e for e in unfinished if e.sid not in seen and e.at >= oldest]
         # The newest are the likeliest to have moved since.
         asked = stale[-MAX_STATUS_REFRESH:]
-        fetched = await _together(*(self._get(entry.sid) for entry in asked))
+        fetched = await _together(*(self._get(entry.sid, tally) for entry in asked))
         tally.refreshed += len(asked)
         entries = [
             _entry(key, "inbound" if entry.direction == "inbound" else "outbound", message)
@@ -403,17 +429,37 @@ class HistoryService:
             placed.append(entry)
         return placed
 
-    async def _get(self, sid: str) -> MessageResource | None:
+    async def _get(self, sid: str, tally: _Tally) -> MessageResource | None:
         try:
-            return await self._limited(self._client.get_message(sid))
+            return await self._limited(lambda: self._client.get_message(sid), tally)
         except TwilioRequestRejected as error:
             if error.status == 404:
                 return None  # deleted at Twilio: the cached copy is all there is
             raise
 
-    async def _limited(self, request: Awaitable[T]) -> T:
-        async with self._limiter.slot():  # which also slows down on a 429
-            return await request
+    async def _limited(self, request: Callable[[], Awaitable[T]], tally: _Tally) -> T:
+        """Make `request` inside the rate limiter, trying it again after a 429 (once the
+        limiter's pause is over) or a 5xx (after a backoff), up to MAX_ATTEMPTS tries."""
+        backoff = SERVER_ERROR_BACKOFF
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                async with self._limiter.slot():
+                    return await request()
+            except TwilioRateLimited as error:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                # Every request of the account, sends included, waits out the pause:
+                # Twilio's Retry-After when it gave one, the limiter's backoff otherwise.
+                self._limiter.slow_down(error.retry_after)
+                logger.info("history: %s; trying again after the pause", error)
+            except TwilioServerError as error:
+                if attempt == MAX_ATTEMPTS:
+                    raise
+                logger.info("history: %s; trying again in %.1fs", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_SERVER_ERROR_BACKOFF)
+            tally.retries += 1
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _entry(key: ConversationKey, direction: Direction, message: MessageResource) -> HistoryEntry:

@@ -28,6 +28,7 @@ import httpx
 from adapter.bot.context import InvalidReplyOption
 from adapter.botframework.bridge import BotFrameworkBridge
 from adapter.botframework.config import BotFrameworkConfig
+from adapter.botframework.records import KEY_PREFIX as BOTFRAMEWORK_RECORD_PREFIX
 from adapter.config_error import ConfigError
 from adapter.delivery.catchup import InboundCatchUp
 from adapter.delivery.dispatcher import Dispatcher
@@ -37,6 +38,7 @@ from adapter.delivery.media_download import MediaDownloader
 from adapter.delivery.opt_outs import OptOuts
 from adapter.delivery.our_numbers import OurNumbers
 from adapter.delivery.proactive import enqueue_text
+from adapter.delivery.retention import RetentionWorker
 from adapter.delivery.retry import RetryPolicy
 from adapter.delivery.routes import RouteTable
 from adapter.delivery.scheduling import cancel_scheduled
@@ -85,6 +87,7 @@ class Channel:
     botframework: BotFrameworkBridge
     statuses: StatusRecorder
     status_refresher: StatusRefresher
+    retention: RetentionWorker
     bots: BotLifecycle
     # The AccountSids a webhook may name: ours and SMS_ADAPTER_SUBACCOUNTS.
     accounts: frozenset[str]
@@ -103,6 +106,7 @@ class Channel:
             raise
         self.sender.start()
         self.status_refresher.start()
+        self.retention.start()
         if self.catchup is None:
             self.dispatcher.start()
         else:
@@ -145,6 +149,7 @@ class Channel:
         await self.botframework.aclose()
         await self.sender.stop(timeout)
         await self.status_refresher.stop()
+        await self.retention.stop()
         await self.statuses.aclose()
         await self.client.aclose()
         if self.media is not None:
@@ -362,6 +367,14 @@ def build_channel(
             client,
             statuses.record,
             refresh_after=settings.status_refresh_after,
+        ),
+        retention=RetentionWorker(
+            store,
+            settings.retention,
+            # The bridge's exchange records (who a bot talks to, its last activity) expire;
+            # the numbers a bot was texted at stay, as conversation state does.
+            expiring_state_prefixes=(BOTFRAMEWORK_RECORD_PREFIX,),
+            events=metrics,
         ),
         catchup=catchup,
     )

@@ -183,6 +183,12 @@ class Metrics(ChannelEvents):
             ["status"],
             registry=registry,
         )
+        self.retention_deletions = Counter(
+            "sms_adapter_retention_deleted_rows",
+            "Rows deleted for being older than SMS_ADAPTER_RETENTION (texts, replies, "
+            "history, exchange records).",
+            registry=registry,
+        )
         # Zeros from the start: `increase()` and alerts need a series before the first event.
         for result in INBOUND_RESULTS:
             self.inbound_texts.labels(result)
@@ -215,6 +221,9 @@ class Metrics(ChannelEvents):
 
     def adopted(self, job: OutboundJob) -> None:
         self.sends.labels("adopted", NO_CODE).inc()
+
+    def retention_deleted(self, rows: int) -> None:
+        self.retention_deletions.inc(rows)
 
     def failed(self, job: OutboundJob, code: int | None, dead: bool) -> None:
         self.sends.labels("dead" if dead else "failed", _code(code)).inc()

@@ -359,6 +359,12 @@ class Settings:
         "Inbound catch-up: at start and this often, list the texts Twilio received for our numbers and hand on any whose webhook never reached us (0 or off: never).",
         default="60s",
     )
+    retention: timedelta = setting(
+        "SMS_ADAPTER_RETENTION",
+        _positive_duration,
+        "Handled texts, finished replies and their statuses, the history cache and Bot Framework exchange records older than this are deleted in the background; conversation state, opt-outs and pending work are kept.",
+        default="30d",
+    )
     catchup_max_age: timedelta = setting(
         "SMS_ADAPTER_CATCHUP_MAX_AGE",
         _positive_duration,

@@ -360,6 +360,30 @@ class Store(abc.ABC):
         """Move the watermark forward to `moment`, never back (a slow replica finishing
         an old round must not undo a newer one); returns the watermark after the call."""
 
+    # --- retention -------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def delete_older_than(
+        self, cutoff: datetime, limit: int, *, expiring_state_prefixes: tuple[str, ...] = ()
+    ) -> int:
+        """Delete up to `limit` rows of each kind below that are older than `cutoff`;
+        returns how many went (0: nothing older is left). Small batches keep each
+        transaction short, so deleting never holds up the texts arriving meanwhile.
+
+        Deleted: handled texts (by when they were handled) that no outbox row still
+        refers to; outbox rows that are finished, by when they were created: failed,
+        dead, or sent with a final status, or sent and no longer watched for a status
+        (older than STATUS_WATCH_WINDOW); history cache entries (by `at`); and saved
+        states whose key starts with one of `expiring_state_prefixes` (a channel's own
+        records, such as the Bot Framework bridge's) not saved since `cutoff`.
+
+        Never deleted: pending texts and outbox rows, conversation states (other keys),
+        opt-outs, the history sync marks, the catch-up watermark and leases. A text once
+        deleted is forgotten by the dedup: Twilio stops retrying a webhook long before.
+        The ids of deleted rows are never handed out again (a backend may keep its newest
+        text and outbox row to see to that).
+        """
+
     # --- leases: one replica at a time -----------------------------------------------
 
     @abc.abstractmethod

@@ -57,6 +57,7 @@ class _Inbound(_Row):
     # The lease, or the time a text released for later becomes due.
     claimed_until: datetime | None = None
     error: str | None = None
+    finished_at: datetime | None = None
 
     def due(self, now: datetime) -> bool:
         return self.claimed_until is None or self.claimed_until <= now
@@ -78,6 +79,7 @@ class _Outbound(_Row):
     status_updated_at: datetime | None = None
     error_code: int | None = None
     error_message: str | None = None
+    inbound_id: int | None = None  # the text this replies to; None for proactive sends
 
     def due(self, now: datetime) -> bool:
         return all(
@@ -94,10 +96,13 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._open = False
         self._inbound: dict[int, _Inbound] = {}
+        # Ids are never reused, as a database's sequences: not after retention either.
+        self._last_inbound_id = self._last_outbound_id = 0
         self._message_ids: set[str] = set()  # every text's, done ones too: the dedup
         self._outbound: dict[int, _Outbound] = {}
         self._outbound_by_sid: dict[str, _Outbound] = {}
         self._states: dict[str, str] = {}
+        self._state_saved_at: dict[str, datetime] = {}
         self._opt_outs: dict[tuple[str, str], bool] = {}
         self._history: dict[str, dict[str, Any]] = {}  # by SID, as history_values orders
         self._synced_through: dict[str, datetime] = {}
@@ -126,7 +131,8 @@ class MemoryStore(Store):
         row = _Inbound(0, message_id, conversation, encode(payload), _utc(received_at))
         if message_id in self._message_ids:
             return False
-        row.id = len(self._inbound) + 1
+        self._last_inbound_id += 1
+        row.id = self._last_inbound_id
         self._inbound[row.id] = row
         self._message_ids.add(message_id)
         return True
@@ -168,9 +174,10 @@ class MemoryStore(Store):
         if row is None or row.done:
             raise _not_pending("inbound", job_id, None if row is None else "done")
         row.done, row.claimed_until, row.error = True, None, error
+        row.finished_at = datetime.now(UTC)
         if saved_state is not None:
-            self._states[saved_state[0]] = saved_state[1]
-        return self._add_outbound(drafts)
+            self._save_state(*saved_state)
+        return self._add_outbound(drafts, inbound_id=job_id)
 
     async def release_inbound(self, job_id: int, not_before: datetime | None = None) -> None:
         self._check_open()
@@ -197,7 +204,11 @@ class MemoryStore(Store):
 
     async def save_state(self, conversation: str, state: dict[str, Any]) -> None:
         self._check_open()
-        self._states[conversation] = encode(state)
+        self._save_state(conversation, encode(state))
+
+    def _save_state(self, conversation: str, encoded: str) -> None:
+        self._states[conversation] = encoded
+        self._state_saved_at[conversation] = datetime.now(UTC)
 
     # --- outbox ------------------------------------------------------------------
 
@@ -423,17 +434,69 @@ class MemoryStore(Store):
         if current is not None and current[0] == holder:
             del self._leases[name]
 
+    # --- retention -------------------------------------------------------------------
+
+    async def delete_older_than(
+        self, cutoff: datetime, limit: int, *, expiring_state_prefixes: tuple[str, ...] = ()
+    ) -> int:
+        self._check_open()
+        before = _utc(cutoff)
+        unwatched_before = min(before, datetime.now(UTC) - STATUS_WATCH_WINDOW)
+        finished = [
+            row
+            for row in self._outbound.values()
+            if row.state in ("failed", "dead", "sent")
+            and row.created_at < before
+            and (
+                row.state != "sent"
+                or row.twilio_status in FINAL_STATUSES
+                or row.created_at < unwatched_before
+            )
+        ][:limit]
+        for row in finished:
+            del self._outbound[row.id]
+            if row.message_sid is not None:
+                self._outbound_by_sid.pop(row.message_sid, None)
+        answered = {row.inbound_id for row in self._outbound.values()}
+        handled = [
+            text
+            for text in self._inbound.values()
+            if text.done
+            and text.finished_at is not None
+            and text.finished_at < before
+            and text.id not in answered
+        ][:limit]
+        for text in handled:
+            del self._inbound[text.id]
+            self._message_ids.discard(text.message_id)
+        old_history = [sid for sid, row in self._history.items() if row["at"] < before][:limit]
+        for sid in old_history:
+            del self._history[sid]
+        expired = [
+            key
+            for key, saved_at in self._state_saved_at.items()
+            if key.startswith(expiring_state_prefixes) and saved_at < before
+        ][:limit]
+        for key in expired:
+            del self._states[key], self._state_saved_at[key]
+        return len(finished) + len(handled) + len(old_history) + len(expired)
+
     # --- plumbing ----------------------------------------------------------------
 
     def _check_open(self) -> None:
         if not self._open:
             raise StoreError("the store is not open")
 
-    def _add_outbound(self, drafts: list[tuple[str, str]]) -> list[int]:
+    def _add_outbound(
+        self, drafts: list[tuple[str, str]], inbound_id: int | None = None
+    ) -> list[int]:
         now = datetime.now(UTC)
         ids = []
         for conversation, payload in drafts:
-            row = _Outbound(len(self._outbound) + 1, conversation, payload, now)
+            self._last_outbound_id += 1
+            row = _Outbound(
+                self._last_outbound_id, conversation, payload, now, inbound_id=inbound_id
+            )
             self._outbound[row.id] = row
             ids.append(row.id)
         return ids

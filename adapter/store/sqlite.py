@@ -182,6 +182,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # Retention deletes finished rows in batches: a handled text goes only once no
+        # outbox row refers to it (looked up by this index, also used by the foreign
+        # key's check), the history cache by age across conversations.
+        "CREATE INDEX outbound_by_inbound ON outbound (inbound_id) WHERE inbound_id IS NOT NULL",
+        "CREATE INDEX history_by_at ON history (at)",
+    ),
 )
 
 # Only the oldest pending row of a conversation (by received_at, then id) is a
@@ -745,6 +752,62 @@ class SQLiteStore(Store):
             db.execute("DELETE FROM lease WHERE name = ? AND holder = ?", (name, holder))
 
         await self._writer.run(release)
+
+    # --- retention -------------------------------------------------------------------
+
+    async def delete_older_than(
+        self, cutoff: datetime, limit: int, *, expiring_state_prefixes: tuple[str, ...] = ()
+    ) -> int:
+        before = _to_epoch(cutoff)
+        unwatched_before = min(before, time.time() - STATUS_WATCH_WINDOW.total_seconds())
+
+        def delete(db: sqlite3.Connection) -> int:
+            # The newest text and outbox row always stay: SQLite gives a new row the
+            # largest id kept plus one, and an id that once meant a deleted message must
+            # not come to mean another (operators and logs quote them).
+            # Replies first, so the texts they answer are free to go in the same call.
+            deleted = db.execute(
+                """
+                DELETE FROM outbound WHERE id IN (
+                    SELECT id FROM outbound
+                    WHERE state IN ('sent', 'failed', 'dead') AND created_at < ?
+                      AND (state != 'sent' OR status_is_final OR created_at < ?)
+                      AND id < (SELECT max(id) FROM outbound)
+                    ORDER BY state, id LIMIT ?
+                )
+                """,
+                (before, unwatched_before, limit),
+            ).rowcount
+            deleted += db.execute(
+                """
+                DELETE FROM inbound WHERE id IN (
+                    SELECT id FROM inbound
+                    WHERE state = 'done' AND finished_at < ?
+                      AND id < (SELECT max(id) FROM inbound)
+                      AND NOT EXISTS (SELECT 1 FROM outbound WHERE inbound_id = inbound.id)
+                    ORDER BY state, id LIMIT ?
+                )
+                """,
+                (before, limit),
+            ).rowcount
+            deleted += db.execute(
+                "DELETE FROM history WHERE sid IN "
+                "(SELECT sid FROM history WHERE at < ? ORDER BY at LIMIT ?)",
+                (before, limit),
+            ).rowcount
+            for prefix in expiring_state_prefixes:
+                deleted += db.execute(
+                    """
+                    DELETE FROM conversation_state WHERE conversation IN (
+                        SELECT conversation FROM conversation_state
+                        WHERE substr(conversation, 1, ?) = ? AND updated_at < ? LIMIT ?
+                    )
+                    """,
+                    (len(prefix), prefix, before, limit),
+                ).rowcount
+            return deleted
+
+        return await self._writer.run(delete)
 
     # --- plumbing ----------------------------------------------------------------
 

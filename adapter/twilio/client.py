@@ -53,6 +53,16 @@ REQUEST_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
+class PageRequest:
+    """One page of List Messages to fetch: the first (the filters) or a later one (the
+    `next_page_uri` Twilio gave). Fetching it twice asks for the same page, so a caller
+    can retry a page that failed without starting the list over."""
+
+    url: str
+    params: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
 class Credentials:
     """Who we are to Twilio: the account, and the pair for HTTP Basic auth."""
 
@@ -187,20 +197,39 @@ class TwilioClient:
         params = _list_params(to, from_, date_sent, date_sent_before, date_sent_after, page_size)
         return self._pages(params)
 
+    def first_page(
+        self,
+        *,
+        to: str | None = None,
+        from_: str | None = None,
+        date_sent_after: date | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> PageRequest:
+        """The first page of a list, for callers that fetch (and retry) page by page."""
+        params = _list_params(to, from_, None, None, date_sent_after, page_size)
+        return PageRequest(self._messages_url(), params)
+
+    async def list_page(
+        self, page: PageRequest
+    ) -> tuple[list[MessageResource], PageRequest | None]:
+        """One page (one request), and the page after it (None: this was the last)."""
+        payload = await self._request("list", "GET", page.url, params=page.params)
+        records = payload.get("messages")
+        messages = [self._message(record, "list") for record in _list_of_dicts(records)]
+        next_page_uri = payload.get("next_page_uri")
+        if not isinstance(next_page_uri, str) or not next_page_uri:
+            return messages, None
+        # next_page_uri already carries the filters and Twilio's page token. Only
+        # its path and query are used, so credentials never leave our base URL.
+        return messages, PageRequest(
+            self._base_url + httpx.URL(next_page_uri).raw_path.decode("ascii")
+        )
+
     async def _pages(self, params: dict[str, str]) -> AsyncGenerator[list[MessageResource], None]:
-        url = self._messages_url()
-        query: dict[str, str] | None = params
-        while True:
-            payload = await self._request("list", "GET", url, params=query)
-            records = payload.get("messages")
-            yield [self._message(record, "list") for record in _list_of_dicts(records)]
-            next_page_uri = payload.get("next_page_uri")
-            if not isinstance(next_page_uri, str) or not next_page_uri:
-                return
-            # next_page_uri already carries the filters and Twilio's page token. Only
-            # its path and query are used, so credentials never leave our base URL.
-            url = self._base_url + httpx.URL(next_page_uri).raw_path.decode("ascii")
-            query = None
+        page: PageRequest | None = PageRequest(self._messages_url(), params)
+        while page is not None:
+            messages, page = await self.list_page(page)
+            yield messages
 
     def _account_url(self, path: str) -> str:
         account = quote(self._credentials.account_sid, safe="")

@@ -24,9 +24,16 @@ from adapter.devtools.emulator import (
     EmulatorState,
     StoredMessage,
     create_emulator_app,
+    parse_faults,
 )
 from adapter.devtools.emulator.state import INBOUND, OUTBOUND_API
-from adapter.history.service import Cursor, HistoryService, conversation_of, default_our_number
+from adapter.history.service import (
+    MAX_ATTEMPTS,
+    Cursor,
+    HistoryService,
+    conversation_of,
+    default_our_number,
+)
 from adapter.runtime.settings import Settings
 from adapter.store.base import ReplyDraft
 from adapter.store.sqlite import SQLiteStore
@@ -58,6 +65,7 @@ class RecordingLimiter:
     slots: int = 0
     # What left a slot as an error: a real limiter slows down on Twilio's 429s there.
     errors: list[BaseException] = field(default_factory=list)
+    pauses: list[float | None] = field(default_factory=list)  # what slow_down() was told
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -75,7 +83,7 @@ class RecordingLimiter:
         return self._slot()
 
     def slow_down(self, retry_after: float | None) -> None:
-        pass  # the protocol's; the test looks at what left the slots instead
+        self.pauses.append(retry_after)
 
 
 @dataclass
@@ -127,9 +135,14 @@ def emulator() -> EmulatorState:
 
 @contextlib.asynccontextmanager
 async def history_at(
-    emulator: EmulatorState, tmp_path: Path, *, page_size: int = 1000
+    emulator: EmulatorState, tmp_path: Path, *, page_size: int = 1000, faults: str = ""
 ) -> AsyncIterator[History]:
-    config = EmulatorConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, numbers=[OURS])
+    config = EmulatorConfig(
+        account_sid=ACCOUNT_SID,
+        auth_token=AUTH_TOKEN,
+        numbers=[OURS],
+        faults=parse_faults(faults),
+    )
     app = create_emulator_app(config, emulator)
     try:
         async with history_over(
@@ -261,7 +274,9 @@ async def test_every_request_waits_for_the_rate_limiter(
     assert history.outside_a_slot == []
 
 
-async def test_a_429_slows_the_limiter_down_and_names_the_call(tmp_path: Path) -> None:
+async def test_429s_that_never_end_give_up_after_a_bounded_number_of_tries(
+    tmp_path: Path,
+) -> None:
     def twilio(request: httpx.Request) -> httpx.Response:
         body = {"code": 20429, "message": "Too Many Requests", "status": 429}
         return httpx.Response(429, json=body, headers={"Retry-After": "7"})
@@ -270,12 +285,58 @@ async def test_a_429_slows_the_limiter_down_and_names_the_call(tmp_path: Path) -
         with pytest.raises(TwilioRateLimited, match="Twilio list failed: HTTP 429, error 20429"):
             await history.service.sync(KEY)
         assert await history.store.history_synced_through(str(KEY)) is None
-    # The 429 left a limiter slot, which is where the limiter learns of it and pauses.
-    # (Both directions are listed at once, so each list's 429 leaves its own slot.)
-    errors = history.limiter.errors
-    assert errors and all(
-        isinstance(error, TwilioRateLimited) and error.retry_after == 7.0 for error in errors
-    )
+    # Each direction's first page, tried MAX_ATTEMPTS times, each try inside a slot; the
+    # limiter was told to pause for Twilio's Retry-After before every try again.
+    assert len(history.lists()) == 2 * MAX_ATTEMPTS
+    assert history.limiter.pauses == [7.0] * (2 * (MAX_ATTEMPTS - 1))
+    assert history.outside_a_slot == []
+
+
+async def test_a_sync_through_429s_and_5xx_gets_every_message(
+    emulator: EmulatorState, tmp_path: Path
+) -> None:
+    # The emulator answers 429 (Retry-After: 1) or 500 to about half of the List requests.
+    start = NOW - timedelta(days=3)
+    for index in range(30):
+        text(emulator, f"t{index:02d}", start + timedelta(minutes=index), inbound=index % 2 == 0)
+    faults = "429=0.25,500=0.25,lists=1,seed=11"
+    async with history_at(emulator, tmp_path, page_size=4, faults=faults) as history:
+        report = await history.service.sync(KEY)
+        assert await bodies(history) == [f"t{index:02d}" for index in range(30)]
+
+    # 15 each way in pages of 4: 4 pages each; every failed try was made again.
+    assert (report.kind, report.pages, report.messages) == ("full", 8, 30)
+    assert report.requests == len(history.lists()) > report.pages
+    assert history.limiter.pauses and set(history.limiter.pauses) == {1.0}
+
+
+async def test_a_5xx_is_tried_again_after_a_backoff_and_the_page_is_not_fetched_twice(
+    tmp_path: Path,
+) -> None:
+    answers = iter([503, 502, 200])
+    first_pages: list[str] = []
+
+    def twilio(request: httpx.Request) -> httpx.Response:
+        if request.url.params["From"] == OURS:
+            return httpx.Response(200, json={"messages": [], "next_page_uri": None})
+        first_pages.append(str(request.url))
+        status = next(answers)
+        if status != 200:
+            return httpx.Response(status, text="Bad Gateway")
+        page = [message_json(f"SM{n:032d}", minutes=n) for n in (2, 1)]
+        return httpx.Response(200, json={"messages": page, "next_page_uri": None})
+
+    async with history_over(httpx.MockTransport(twilio), tmp_path) as history:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        report = await history.service.sync(KEY)
+        waited = loop.time() - began
+        assert len(await bodies(history)) == 2
+
+    assert len(first_pages) == 3 and len(set(first_pages)) == 1  # the same page, again
+    assert waited >= 0.5 + 1.0  # the backoff: 0.5 s, then 1 s
+    assert history.limiter.pauses == []  # a 5xx does not pause everyone's sends
+    assert (report.pages, report.messages, report.requests) == (2, 2, 4)
 
 
 async def test_the_accounts_newest_messages_take_one_request_inside_the_limiter(

@@ -22,6 +22,7 @@ def test_defaults() -> None:
     assert settings.rate_limit == Rate(1200, 60.0)
     assert settings.send_max_age == timedelta(hours=4)
     assert settings.status_refresh_after == timedelta(minutes=10)
+    assert settings.retention == timedelta(days=30)
     assert settings.trusted_proxies == (
         ipaddress.ip_network("127.0.0.1"),
         ipaddress.ip_network("::1"),
@@ -60,6 +61,8 @@ def test_toml_routes(tmp_path: Path) -> None:
         ({"SMS_ADAPTER_STATUS_REFRESH_AFTER": "ten minutes"}, "SMS_ADAPTER_STATUS_REFRESH_AFTER"),
         ({"SMS_ADAPTER_TRUSTED_PROXIES": "10.0.0.0/8,proxy"}, "trusted proxy 'proxy'"),
         ({"SMS_ADAPTER_STATUS_VIA_APPLICATION": "MG123"}, "SMS_ADAPTER_STATUS_VIA_APPLICATION"),
+        ({"SMS_ADAPTER_RETENTION": "forever"}, "SMS_ADAPTER_RETENTION 'forever'"),
+        ({"SMS_ADAPTER_RETENTION": "0"}, "SMS_ADAPTER_RETENTION"),
     ],
 )
 def test_bad_values_name_the_setting(environ: dict[str, str], message: str) -> None:

@@ -3,7 +3,8 @@
 `parse_faults("429=0.1,500=0.1,drop=0.05,slow=0.05")` gives the chance of each fault per
 create request; at most one fault happens per request. Two options may ride along in the
 same string: `slow_ms=<int>` (how long a slow answer takes) and `seed=<int>` (makes the
-sequence of faults reproducible).
+sequence of faults reproducible); and `lists=1` makes List Messages (history syncs,
+inbound catch-up) answer 429 and 500 at the same rates too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Faults:
     slow: float = 0.0
     slow_ms: int = 3000
     seed: int | None = None
+    lists: bool = False  # 429 and 500 also answer List Messages
 
     def __post_init__(self) -> None:
         for fault, rate in self._rates():
@@ -74,7 +76,7 @@ _RATE_FIELDS = {
     Fault.DROP.value: "drop",
     Fault.SLOW.value: "slow",
 }
-_INT_FIELDS = ("slow_ms", "seed")
+_INT_FIELDS = ("slow_ms", "seed", "lists")
 
 
 def parse_faults(spec: str) -> Faults:
@@ -105,6 +107,7 @@ def parse_faults(spec: str) -> Faults:
             **{_RATE_FIELDS[name]: rate for name, rate in rates.items()},
             slow_ms=options.get("slow_ms", Faults.slow_ms),
             seed=options.get("seed"),
+            lists=bool(options.get("lists", 0)),
         )
     except ValueError as error:
         raise ValueError(f"faults {spec!r}: {error}") from None

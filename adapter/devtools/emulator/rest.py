@@ -177,8 +177,8 @@ class RestApi:
         await asyncio.sleep(self.config.latency_ms / 1000)
         return response
 
-    async def _create(self, request: Request) -> Response:
-        fault = self.config.faults.choose(self.rng)
+    def _refuse_if(self, fault: Fault | None) -> None:
+        """Answer 429 or 500 (and do nothing) if that is the fault drawn."""
         if fault is Fault.TOO_MANY_REQUESTS:
             raise TwilioApiError(
                 429,
@@ -188,6 +188,10 @@ class RestApi:
             )
         if fault is Fault.SERVER_ERROR:
             raise TwilioApiError(500, errors.INTERNAL_ERROR, "Internal Server Error")
+
+    async def _create(self, request: Request) -> Response:
+        fault = self.config.faults.choose(self.rng)
+        self._refuse_if(fault)
         try:
             form = await read_form(request)
         except ValueError as error:
@@ -284,6 +288,8 @@ class RestApi:
         return JSONResponse(message_json(message, self.config.account_sid))
 
     async def _list(self, request: Request) -> Response:
+        if self.config.faults.lists:
+            self._refuse_if(self.config.faults.choose(self.rng))
         query = ListRequest.from_query(request.query_params)
         return JSONResponse(list_messages(self.state.messages(), query, self.config.account_sid))
 

@@ -344,6 +344,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "float8)",
         RATE_ADMIT_HELD_UNTIL_ANSWERED,
     ),
+    (
+        # Retention deletes finished rows in batches: a handled text goes only once no
+        # outbox row refers to it (looked up by this index, also used by the foreign
+        # key's check), the history cache by age across conversations.
+        "CREATE INDEX outbound_by_inbound ON outbound (inbound_id) WHERE inbound_id IS NOT NULL",
+        "CREATE INDEX history_by_at ON history (at)",
+    ),
 )
 
 

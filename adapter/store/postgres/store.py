@@ -215,6 +215,57 @@ CLAIM_OUTBOUND = _claim_rows(
 
 NOTIFY = "SELECT pg_notify($1, kind) FROM unnest($2::text[]) AS kind"
 
+DELETE_FINISHED_OUTBOUND = """
+    WITH gone AS (
+        DELETE FROM outbound WHERE id IN (
+            SELECT id FROM outbound
+            WHERE state IN ('sent', 'failed', 'dead') AND created_at < $1
+              AND (state != 'sent' OR status_is_final
+                   OR created_at < least($1, now() - make_interval(secs => $3)))
+            ORDER BY state, id LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+"""
+
+DELETE_HANDLED_INBOUND = """
+    WITH gone AS (
+        DELETE FROM inbound WHERE id IN (
+            SELECT id FROM inbound
+            WHERE state = 'done' AND finished_at < $1
+              AND NOT EXISTS (SELECT 1 FROM outbound WHERE inbound_id = inbound.id)
+            ORDER BY state, id LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+"""
+
+DELETE_OLD_HISTORY = """
+    WITH gone AS (
+        DELETE FROM history WHERE sid IN (
+            SELECT sid FROM history WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+"""
+
+DELETE_EXPIRED_STATES = """
+    WITH gone AS (
+        DELETE FROM conversation_state WHERE conversation IN (
+            SELECT conversation FROM conversation_state
+            WHERE starts_with(conversation, $1) AND updated_at < $2
+            LIMIT $3 FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*) FROM gone
+"""
+
 SAVE_STATE = """
     INSERT INTO conversation_state (conversation, state, updated_at) VALUES ($1, $2, now())
     ON CONFLICT (conversation) DO UPDATE
@@ -822,6 +873,25 @@ class PostgresStore(Store):
     async def release_lease(self, name: str, holder: str) -> None:
         async with self.connection() as conn:
             await conn.execute("DELETE FROM lease WHERE name = $1 AND holder = $2", name, holder)
+
+    # --- retention -------------------------------------------------------------------
+
+    async def delete_older_than(
+        self, cutoff: datetime, limit: int, *, expiring_state_prefixes: tuple[str, ...] = ()
+    ) -> int:
+        before = _aware(cutoff)
+        async with self.connection() as conn, conn.transaction():
+            # Replies first, so the texts they answer are free to go in the same call.
+            # SKIP LOCKED: a row another replica is deleting (or updating) is left to it.
+            outbound = await conn.fetchval(
+                DELETE_FINISHED_OUTBOUND, before, limit, STATUS_WATCH_WINDOW.total_seconds()
+            )
+            inbound = await conn.fetchval(DELETE_HANDLED_INBOUND, before, limit)
+            history = await conn.fetchval(DELETE_OLD_HISTORY, before, limit)
+            states = 0
+            for prefix in expiring_state_prefixes:
+                states += await conn.fetchval(DELETE_EXPIRED_STATES, prefix, before, limit)
+        return int(outbound) + int(inbound) + int(history) + states
 
     # --- plumbing ----------------------------------------------------------------
 
