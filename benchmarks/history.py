@@ -13,7 +13,9 @@ every REST answer stands in for the network) and is seeded with one conversation
 - `HistoryService.sync` on an empty store (both directions at once, PageSize 1000, every
   page cached in SQLite as it comes) and the whole conversation read back from the cache.
 
-Last, 10 new texts arrive and the service syncs again: the requests it makes are counted.
+Last, 10 new texts arrive and the service syncs again: the requests it makes are counted;
+and the peak Python memory (tracemalloc) of a full sync is set against the official
+client's with page_size=1000, which holds every message.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +86,31 @@ def official(base_url: str, page_size: int | None) -> tuple[float, tuple[int, in
     elapsed = time.perf_counter() - started
     client.http_client.session.close()
     return elapsed, (len(merged), requests)
+
+
+def official_peak_mb(base_url: str) -> float:
+    """Peak Python memory of the official client's two list() calls (page_size=1000)."""
+    tracemalloc.start()
+    try:
+        official(base_url, 1000)
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+async def sync_peak_mb(base_url: str, database: Path) -> float:
+    """Peak Python memory of a full sync into an empty cache (the read-back aside): pages
+    go to the store as they come, so it should not grow with the conversation."""
+    ours = Ours(base_url, database)
+    await ours.store.open()
+    tracemalloc.start()
+    try:
+        report = await ours.service.sync(KEY)
+        assert report.kind == "full"
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+        await ours.close()
 
 
 class Ours:
@@ -165,7 +193,7 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="history-bench-") as scratch,
     ):
         seed(base_url, args.messages)
-        databases = iter(Path(scratch) / f"round{n}.sqlite3" for n in range(args.rounds + 1))
+        databases = iter(Path(scratch) / f"round{n}.sqlite3" for n in range(args.rounds + 2))
         plain_s, (plain_n, plain_requests) = best_of(args.rounds, lambda: official(base_url, None))
         paged_s, (paged_n, paged_requests) = best_of(args.rounds, lambda: official(base_url, 1000))
         ours_s, (ours_n, ours_requests) = best_of(
@@ -174,6 +202,8 @@ def main() -> None:
         again_s, again_n, again_requests, report = asyncio.run(
             incremental(base_url, next(databases), limit)
         )
+        official_mb = official_peak_mb(base_url)
+        sync_mb = asyncio.run(sync_peak_mb(base_url, next(databases)))
 
     assert plain_n == paged_n == ours_n == args.messages, (plain_n, paged_n, ours_n)
     assert again_n == args.messages + 10, again_n
@@ -198,6 +228,10 @@ def main() -> None:
     print(
         f"  incremental re-sync after 10 new messages: {again_requests} requests (target <= 4), "
         f"{again_s:.2f} s"
+    )
+    print(
+        f"  peak Python memory (tracemalloc): full sync {sync_mb:.1f} MB, official client "
+        f"with page_size=1000 {official_mb:.1f} MB ({official_mb / sync_mb:.1f}x)"
     )
 
 
