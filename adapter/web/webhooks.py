@@ -26,6 +26,7 @@ from adapter.twilio.webhook_form import (
     parse_status_callback,
 )
 from adapter.web.request_url import external_url
+from adapter.web.state import channel_of
 
 if TYPE_CHECKING:
     from adapter.runtime.channel import Channel
@@ -145,7 +146,7 @@ def _without_credentials(url: str) -> str:
 
 
 async def messaging_webhook(request: Request) -> Response:
-    channel: Channel = request.app.state.channel
+    channel = channel_of(request)
     if not channel.accepting:
         return PlainTextResponse("shutting down", status_code=503, headers={"Retry-After": "5"})
     try:
@@ -191,7 +192,7 @@ async def messaging_webhook(request: Request) -> Response:
 
 
 async def status_callback(request: Request) -> Response:
-    channel: Channel = request.app.state.channel
+    channel = channel_of(request)
     try:
         form = await read_signed_form(channel, request)
         update = parse_status_callback(form.pairs)
