@@ -31,6 +31,7 @@ from adapter.twilio.errors import (
 )
 from adapter.twilio.resources import MessageResource
 from adapter.twilio.send_options import SendOptions
+from adapter.twilio.transport import AiohttpTransport
 
 API_VERSION: Final = "2010-04-01"
 MAX_PAGE_SIZE: Final = 1000
@@ -89,7 +90,7 @@ class TwilioClient:
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient()
+        self._http = http if http is not None else httpx.AsyncClient(transport=AiohttpTransport())
         self._timeout = httpx.Timeout(timeout)
         self._auth = httpx.BasicAuth(credentials.username, credentials.password)
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}

@@ -575,24 +575,36 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def real_client(base_url: str) -> AsyncIterator[TwilioClient]:
-    # The lent client never times out by itself: TwilioClient's own timeout must apply.
+async def real_client(base_url: str, pool: str) -> AsyncIterator[TwilioClient]:
+    credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
+    if pool == "ours":  # what serve uses: aiohttp's pool under httpx
+        async with TwilioClient(credentials, base_url, timeout=0.5) as twilio:
+            yield twilio
+        return
+    # A lent httpx client that never times out by itself: TwilioClient's timeout must apply.
     async with httpx.AsyncClient(timeout=None) as http:
-        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         yield TwilioClient(credentials, base_url, http=http, timeout=0.5)
 
 
-async def test_connection_refused_is_not_ambiguous() -> None:
-    async with asyncio.timeout(10), real_client(f"http://127.0.0.1:{free_port()}") as twilio:
+POOLS = pytest.mark.parametrize("pool", ["ours", "lent-httpx"])
+
+
+@POOLS
+async def test_connection_refused_is_not_ambiguous(pool: str) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}"
+    async with asyncio.timeout(10), real_client(base_url, pool) as twilio:
         with pytest.raises(TwilioTransportError) as caught:
             await _send(twilio)
     assert caught.value.ambiguous is False
 
 
+@POOLS
 @pytest.mark.parametrize("behaviour", ["hang-up", "stall"])
-async def test_a_request_that_arrived_but_got_no_answer_is_ambiguous(behaviour: str) -> None:
+async def test_a_request_that_arrived_but_got_no_answer_is_ambiguous(
+    behaviour: str, pool: str
+) -> None:
     async with asyncio.timeout(10), silent_server(behaviour) as (server, base_url):
-        async with real_client(base_url) as twilio:
+        async with real_client(base_url, pool) as twilio:
             with pytest.raises(TwilioTransportError) as caught:
                 await _send(twilio)
 

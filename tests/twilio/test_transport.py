@@ -1,0 +1,240 @@
+"""aiohttp's pool under httpx (adapter/twilio/transport.py), over real loopback sockets.
+
+What a user would notice if it went wrong: a request Twilio sees differently from the one
+httpx's own pool sends, a connection opened per text, or (worst) a failure classified as
+"not sent" after the request left, which the sender would answer by sending the text again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from adapter.twilio.client import Credentials, TwilioClient
+from adapter.twilio.errors import TwilioApiError, TwilioTransportError
+from adapter.twilio.transport import AiohttpTransport
+
+ACCOUNT_SID = "AC" + "a" * 32
+AUTH_TOKEN = "token-that-must-stay-secret"
+MESSAGE = {
+    "sid": "SM" + "1" * 32,
+    "account_sid": ACCOUNT_SID,
+    "to": "+15558675310",
+    "from": "+15017122661",
+    "body": "héllo",
+    "status": "queued",
+    "direction": "outbound-api",
+    "date_created": "Sun, 06 Dec 2026 03:00:00 +0000",
+}
+
+
+@dataclass
+class Request:
+    head: list[bytes]
+    body: bytes
+
+    def header(self, name: bytes) -> list[bytes]:
+        return [
+            line.partition(b":")[2].strip()
+            for line in self.head[1:]
+            if line.partition(b":")[0].strip().lower() == name
+        ]
+
+
+Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
+
+
+@dataclass
+class LoopbackServer:
+    """Reads HTTP/1.1 requests off keep-alive connections; `handler` answers (or not)."""
+
+    handler: Handler
+    requests: list[Request] = field(default_factory=list)
+    connections: int = 0
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.append(task)  # type: ignore[arg-type]
+        self.connections += 1
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head[:-4].split(b"\r\n")
+                request = Request(lines, b"")
+                length = int((request.header(b"content-length") or [b"0"])[0])
+                request.body = await reader.readexactly(length)
+                self.requests.append(request)
+                if not await self.handler(request, writer):
+                    return
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def loopback(handler: Handler) -> AsyncIterator[tuple[LoopbackServer, str]]:
+    state = LoopbackServer(handler)
+    server = await asyncio.start_server(state.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield state, f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in state.tasks:
+            task.cancel()
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+def answer(status: int, body: bytes, *extra: bytes) -> bytes:
+    headers = [f"HTTP/1.1 {status} Whatever".encode(), b"Content-Type: application/json"]
+    headers += [*extra, f"Content-Length: {len(body)}".encode()]
+    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+
+
+async def created(request: Request, writer: asyncio.StreamWriter) -> bool:
+    writer.write(answer(201, json.dumps(MESSAGE).encode()))
+    await writer.drain()
+    return True
+
+
+def twilio_at(base_url: str, *, timeout: float = 2.0) -> TwilioClient:
+    return TwilioClient(
+        Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN), base_url, timeout=timeout
+    )
+
+
+async def send(twilio: TwilioClient, body: str = "héllo & bye") -> object:
+    return await twilio.send_message(to="+15558675310", from_="+15017122661", body=body)
+
+
+async def test_twilio_receives_the_same_request_through_either_pool() -> None:
+    async with asyncio.timeout(10), loopback(created) as (server, base_url):
+        async with twilio_at(base_url) as ours:
+            sent = await send(ours)
+        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
+        async with httpx.AsyncClient() as http:
+            await send(TwilioClient(credentials, base_url, http=http))
+
+    ours_request, httpx_request = server.requests
+    assert ours_request.head[0] == httpx_request.head[0]
+    assert ours_request.head[0].startswith(b"POST /2010-04-01/Accounts/AC")
+    assert ours_request.body == httpx_request.body
+    for name in (b"authorization", b"user-agent", b"accept", b"content-type", b"host"):
+        assert ours_request.header(name) == httpx_request.header(name), name
+    assert getattr(sent, "sid", None) == MESSAGE["sid"]
+    assert getattr(sent, "body", None) == "héllo"
+
+
+async def test_connections_are_kept_alive_and_shared() -> None:
+    async with asyncio.timeout(20), loopback(created) as (server, base_url):
+        async with twilio_at(base_url) as twilio:
+            for _ in range(20):
+                await send(twilio)
+            await asyncio.gather(*(send(twilio) for _ in range(50)))
+    assert len(server.requests) == 70
+    assert server.connections <= 50  # one per request in flight at most, never per text
+    assert server.connections < 70
+
+
+async def test_a_compressed_error_answer_is_read_as_twilios_json() -> None:
+    error = {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400}
+
+    async def rejected(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            answer(400, gzip.compress(json.dumps(error).encode()), b"Content-Encoding: gzip")
+        )
+        await writer.drain()
+        return True
+
+    async with asyncio.timeout(10), loopback(rejected) as (_, base_url):
+        async with twilio_at(base_url) as twilio:
+            with pytest.raises(TwilioApiError) as caught:
+                await send(twilio)
+    assert (caught.value.status, caught.value.code) == (400, 21211)
+
+
+async def test_an_answer_that_is_not_http_is_ambiguous() -> None:
+    async def garbage(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"SMTP ready\r\n\r\n")
+        await writer.drain()
+        return False
+
+    async with asyncio.timeout(10), loopback(garbage) as (server, base_url):
+        async with twilio_at(base_url) as twilio:
+            with pytest.raises(TwilioTransportError) as caught:
+                await send(twilio)
+    assert caught.value.ambiguous is True
+    assert len(server.requests) == 1
+
+
+async def test_a_reset_after_the_request_arrived_is_ambiguous() -> None:
+    async def reset(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.transport.abort()  # RST, not FIN
+        return False
+
+    async with asyncio.timeout(10), loopback(reset) as (server, base_url):
+        async with twilio_at(base_url) as twilio:
+            with pytest.raises(TwilioTransportError) as caught:
+                await send(twilio)
+    assert caught.value.ambiguous is True
+    assert len(server.requests) == 1
+
+
+async def test_a_cut_short_answer_is_ambiguous() -> None:
+    async def cut(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(answer(201, json.dumps(MESSAGE).encode())[:-10])
+        await writer.drain()
+        return False
+
+    async with asyncio.timeout(10), loopback(cut) as (_, base_url):
+        async with twilio_at(base_url) as twilio:
+            with pytest.raises(TwilioTransportError) as caught:
+                await send(twilio)
+    assert caught.value.ambiguous is True
+
+
+async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
+    release = asyncio.Event()
+
+    async def stall(request: Request, writer: asyncio.StreamWriter) -> bool:
+        await release.wait()
+        return await created(request, writer)
+
+    credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
+    async with asyncio.timeout(10), loopback(stall) as (server, base_url):
+        http = httpx.AsyncClient(transport=AiohttpTransport(max_connections=1))
+        async with http:
+            patient = TwilioClient(credentials, base_url, http=http, timeout=5)
+            hasty = TwilioClient(credentials, base_url, http=http, timeout=0.3)
+            first = asyncio.create_task(send(patient, "first"))
+            await asyncio.sleep(0.1)  # the only connection is now busy with it
+            with pytest.raises(TwilioTransportError) as caught:
+                await send(hasty, "second")
+            release.set()
+            await first
+    assert caught.value.ambiguous is False
+    assert [request.body.rpartition(b"Body=")[2] for request in server.requests] == [b"first"]
+
+
+async def test_the_pool_closes_with_the_client_and_opens_again_on_next_use() -> None:
+    transport = AiohttpTransport()
+    async with asyncio.timeout(10), loopback(created) as (server, base_url):
+        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
+        http = httpx.AsyncClient(transport=transport)
+        await send(TwilioClient(credentials, base_url, http=http))
+        await transport.aclose()
+        await send(TwilioClient(credentials, base_url, http=http))
+        await http.aclose()
+    assert (len(server.requests), server.connections) == (2, 2)
