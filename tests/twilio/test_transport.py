@@ -238,3 +238,21 @@ async def test_the_pool_closes_with_the_client_and_opens_again_on_next_use() -> 
         await send(TwilioClient(credentials, base_url, http=http))
         await http.aclose()
     assert (len(server.requests), server.connections) == (2, 2)
+
+
+async def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with asyncio.timeout(10), loopback(created) as (proxy, proxy_url):
+        monkeypatch.setenv("HTTP_PROXY", proxy_url)
+        monkeypatch.setenv("NO_PROXY", "direct.invalid")
+        monkeypatch.delenv("http_proxy", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
+        async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
+            await send(TwilioClient(credentials, "http://api.twilio.invalid", http=http))
+            with pytest.raises(TwilioTransportError) as caught:
+                await send(TwilioClient(credentials, "http://direct.invalid", http=http))
+    (through_proxy,) = proxy.requests
+    assert through_proxy.head[0].startswith(b"POST http://api.twilio.invalid/2010-04-01/")
+    assert caught.value.ambiguous is False  # direct.invalid does not resolve: never sent
