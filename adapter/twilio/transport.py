@@ -41,6 +41,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         # The proxy for each origin, looked up once: aiohttp's own `trust_env` reads the
         # environment and ~/.netrc again on every request (7% of the adapter's CPU).
         self._proxies: dict[tuple[str, str], str | None] = {}
@@ -49,7 +50,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._ssl: ssl.SSLContext = httpx.create_ssl_context(trust_env=trust_env)
 
     def _open_session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+        if self._closed:
+            # As httpx's own client says it: a closed client is a bug in the caller.
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections,
                 keepalive_timeout=KEEPALIVE_SECONDS,
@@ -112,6 +116,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._proxies[origin]
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

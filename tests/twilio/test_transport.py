@@ -228,16 +228,19 @@ async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
     assert [request.body.rpartition(b"Body=")[2] for request in server.requests] == [b"first"]
 
 
-async def test_the_pool_closes_with_the_client_and_opens_again_on_next_use() -> None:
+async def test_a_closed_pool_refuses_requests_and_leaves_no_connection_open() -> None:
     transport = AiohttpTransport()
     async with asyncio.timeout(10), loopback(created) as (server, base_url):
         credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         http = httpx.AsyncClient(transport=transport)
         await send(TwilioClient(credentials, base_url, http=http))
-        await transport.aclose()
-        await send(TwilioClient(credentials, base_url, http=http))
         await http.aclose()
-    assert (len(server.requests), server.connections) == (2, 2)
+        with pytest.raises(RuntimeError, match="closed"):
+            await send(TwilioClient(credentials, base_url, http=http))
+        await asyncio.sleep(0.1)
+        # The server saw its keep-alive connection end when the pool closed.
+        assert all(task.done() for task in server.tasks)
+    assert (len(server.requests), server.connections) == (1, 1)
 
 
 async def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(
