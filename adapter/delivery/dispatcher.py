@@ -284,17 +284,26 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
     async def _lease_kept(self, job: InboundJob, fields: dict[str, Any]) -> AsyncIterator[None]:
         """Renew the text's lease while its handler runs, so neither this process nor
         another replica claims it again however long the handler takes."""
-        renewer = asyncio.create_task(self._renew(job, fields), name=f"renew-{job.id}")
+        # Most turns end in milliseconds: a timer is armed, and the renewing task is
+        # only started for a turn that outlives a third of the lease.
+        renewer: asyncio.Task[None] | None = None
+
+        def start_renewing() -> None:
+            nonlocal renewer
+            renewer = asyncio.create_task(self._renew(job, fields), name=f"renew-{job.id}")
+
+        timer = asyncio.get_running_loop().call_later(self._lease / 3, start_renewing)
         try:
             yield
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            timer.cancel()
+            if renewer is not None:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
 
     async def _renew(self, job: InboundJob, fields: dict[str, Any]) -> None:
         while True:
-            await asyncio.sleep(self._lease / 3)
             try:
                 if not await self._store.renew_inbound(job.id, self._lease):
                     logger.warning(
@@ -307,6 +316,7 @@ class Dispatcher(ClaimLoopWorker[InboundJob]):
             except Exception:
                 # The store is down for a moment: try again before the lease runs out.
                 logger.exception("could not renew the claim on text %s", job.message_id)
+            await asyncio.sleep(self._lease / 3)
 
     async def _reaches_bots(self, job: InboundJob, message: InboundMessage) -> bool:
         """Record a STOP or START; False (the text is done) when it stops here."""
