@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from adapter.delivery.events import NO_EVENTS, ChannelEvents
+from adapter.delivery.periodic import Periodic
 from adapter.logs import message_fields
 from adapter.ratelimit import Limiter
 from adapter.store.base import Store, StoreError
@@ -95,13 +96,15 @@ class InboundCatchUp:
         # Long enough to outlast a round and the pause before the next; a replica that
         # dies hands the work to another within about two intervals.
         self._lease_seconds = 2 * interval.total_seconds() + 30.0
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "inbound catch-up", self._scheduled_round, interval.total_seconds(), logger
+        )
         self._first_round = asyncio.Event()
         self.last_round: RoundReport | None = None
         self.last_round_at: datetime | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="inbound-catchup")
+        self._periodic.start()
 
     async def first_round(self, timeout: float) -> bool:
         """Wait (at most `timeout` seconds) until the first round has ended or was left
@@ -112,21 +115,15 @@ class InboundCatchUp:
         return self._first_round.is_set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
         with contextlib.suppress(StoreError):
             await self._store.release_lease(LEASE_NAME, self._holder)
 
-    async def _run(self) -> None:
-        while True:
-            report = await self.run_round()
-            self._first_round.set()
-            if report.error is not None:
-                logger.warning("inbound catch-up round failed: %s", report.error)
-            await asyncio.sleep(self._interval.total_seconds())
+    async def _scheduled_round(self) -> None:
+        report = await self.run_round()
+        self._first_round.set()
+        if report.error is not None:
+            logger.warning("inbound catch-up round failed: %s", report.error)
 
     async def run_round(self) -> RoundReport:
         """One round (see the module docstring); never raises for Twilio or the store."""

@@ -16,12 +16,12 @@ deleting the others skip.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from adapter.delivery.events import NO_EVENTS, ChannelEvents
+from adapter.delivery.periodic import Periodic
 from adapter.store.base import Store, StoreError
 
 logger = logging.getLogger("adapter.retention")
@@ -54,17 +54,13 @@ class RetentionWorker:
         self._pause = pause
         self._events = events
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("retention", self._round, interval.total_seconds(), logger)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="retention")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
     async def delete_expired(self) -> int:
         """Delete, batch after batch, everything older than the retention; returns how
@@ -83,18 +79,11 @@ class RetentionWorker:
                 return total
             await asyncio.sleep(self._pause.total_seconds())
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                deleted = await self.delete_expired()
-                if deleted:
-                    logger.info(
-                        "retention: deleted %d rows older than %s", deleted, self._retention
-                    )
-            except StoreError as error:
-                logger.warning(
-                    "retention: could not delete old rows (%s); trying again later", error
-                )
-            except Exception:
-                logger.exception("retention failed; trying again later")
-            await asyncio.sleep(self._interval.total_seconds())
+    async def _round(self) -> None:
+        try:
+            deleted = await self.delete_expired()
+        except StoreError as error:
+            logger.warning("retention: could not delete old rows (%s); trying again later", error)
+            return
+        if deleted:
+            logger.info("retention: deleted %d rows older than %s", deleted, self._retention)

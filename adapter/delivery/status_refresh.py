@@ -7,11 +7,11 @@ Get Message and their status recorded like a callback's.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from adapter.delivery.periodic import Periodic
 from adapter.logs import message_fields
 from adapter.store.base import Store
 from adapter.twilio.client import TwilioClient
@@ -35,18 +35,14 @@ class StatusRefresher:
         self._record = record
         self._refresh_after = refresh_after
         self._batch = batch
-        self._task: asyncio.Task[None] | None = None
+        interval = min(refresh_after.total_seconds(), 60.0)
+        self._periodic = Periodic("status refresh", self.refresh_once, interval, logger)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="status-refresh")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._periodic.stop()
 
     async def refresh_once(self) -> int:
         """Refresh one batch; returns how many messages were asked about."""
@@ -67,12 +63,3 @@ class StatusRefresher:
                 continue
             await self._record(message.sid, message.status, message.error_code)
         return len(records)
-
-    async def _run(self) -> None:
-        interval = min(self._refresh_after.total_seconds(), 60.0)
-        while True:
-            try:
-                await self.refresh_once()
-            except Exception:
-                logger.exception("status refresh failed; trying again later")
-            await asyncio.sleep(interval)

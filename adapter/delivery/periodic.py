@@ -1,0 +1,53 @@
+"""A round of background work run at start and then every interval, until stopped.
+
+The status refresher, inbound catch-up and retention each run one round, sleep, and go
+again; a round that fails is logged and the next one comes as planned, so a store or
+Twilio outage never ends the worker. This holds that loop once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+
+class Periodic:
+    def __init__(
+        self,
+        name: str,
+        round_: Callable[[], Awaitable[object]],
+        interval: float,
+        logger: logging.Logger,
+    ) -> None:
+        self._name = name
+        self._round = round_
+        self._interval = interval
+        self._logger = logger
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self._name)
+
+    async def stop(self) -> None:
+        """Cancel the round under way, if any, and wait for it to end."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._round()
+            except Exception:
+                # The worker's own round logs what it expects (a store or Twilio outage);
+                # this is the last line for what it did not, and the loop goes on.
+                self._logger.exception("%s failed; trying again later", self._name)
+            await asyncio.sleep(self._interval)
