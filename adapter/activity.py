@@ -3,6 +3,8 @@
 The ids follow Microsoft's hosted SMS channel, so a Bot Framework bot sees what it
 saw there: id = MessageSid, from.id = the sender's number, recipient.id = our number,
 conversation.id = the sender's number, channelId "sms", channelData = Twilio's form.
+(A Bot Framework bot is posted it with conversation.id "<our number>|<sender>" instead:
+see botframework/records.py.)
 """
 
 from __future__ import annotations

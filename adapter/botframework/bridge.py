@@ -40,7 +40,12 @@ from adapter.botframework.jwt_verify import (
     crypto_available,
 )
 from adapter.botframework.log_redaction import ReplaceInLogs
-from adapter.botframework.records import ConversationRecord, ConversationRecords
+from adapter.botframework.records import (
+    ConversationRecord,
+    ConversationRecords,
+    conversation_id_of,
+    is_legacy_id,
+)
 from adapter.botframework.remote_bot import RemoteBotRouter
 from adapter.botframework.render import render_message
 from adapter.botframework.tokens import TokenSource
@@ -142,7 +147,8 @@ class BotFrameworkBridge:
         bot = self._by_router[id(router)]
         message = ctx.message
         person, activity_id = message.from_, ctx.activity.id
-        previous = await self._records.find(bot.id, person)
+        conversation = conversation_id_of(message.to, person)
+        previous = await self._records.find_posted(bot.id, conversation, person, activity_id)
         attempts = token_waits = 0
         if previous is not None and previous.activity_id == activity_id:
             if previous.answered:
@@ -155,7 +161,7 @@ class BotFrameworkBridge:
             attempts, token_waits = previous.attempts, previous.token_waits
         reply_from, reply_service = self._reply_sender(message.to, message.messaging_service_sid)
         record = ConversationRecord(
-            conversation=str(message.conversation),
+            conversation=conversation,
             person=person,
             reply_from=reply_from,
             reply_service=reply_service,
@@ -166,7 +172,12 @@ class BotFrameworkBridge:
         await self._records.save(bot.id, record)
         await self._records.note_number(bot.id, message.to)
 
-        activity = replace(ctx.activity, service_url=bot.service_url).to_json()
+        # The conversation id names our number as well as the person (Microsoft's SMS
+        # channel gives the person's number alone): the bot keeps one conversation, and
+        # its state, per number the person texts, and its replies are sent from that one.
+        activity = replace(
+            ctx.activity, service_url=bot.service_url, conversation_id=conversation
+        ).to_json()
         outcome = await self._client.post(bot.endpoint.url, activity, bot.auth, bot.scope)
         if isinstance(outcome, Delivered):
             return
@@ -178,7 +189,7 @@ class BotFrameworkBridge:
                 f"{bot.endpoint.shown} refused activity {activity_id} with {outcome.status}"
                 f"{hint}: {outcome.detail}"
             )
-        latest = await self._records.find(bot.id, person)
+        latest = await self._records.find(bot.id, conversation)
         if latest is not None and latest.activity_id == activity_id and latest.answered:
             logger.warning(
                 "%s answered activity %s, then %s; not posted again, so the answer is not sent twice",
@@ -263,13 +274,17 @@ class BotFrameworkBridge:
         kind = activity.get("type")
         if not isinstance(kind, str) or not kind:
             raise bad_request("the activity has no type", "MissingProperty")
-        record = await self._records.find(bot.id, conversation_id)
-        if record is None:
+        found = await self._find_conversation(bot, conversation_id)
+        if found is None:
+            shown = conversation_id if len(conversation_id) <= 80 else conversation_id[:80] + "..."
             raise not_found(
-                f"no conversation {conversation_id!r} with this bot: a conversation starts "
-                "when the person texts us, or with POST /v3/conversations",
+                f"no conversation {shown!r} with this bot: a conversation id is "
+                "'<our number>|<person>', as in the conversation.id of the person's texts "
+                "or the id POST /v3/conversations answers; a conversation starts when the "
+                "person texts us, or with POST /v3/conversations",
                 "ConversationNotFound",
             )
+        conversation_id, record = found
         if kind != "message":
             # typing, event, trace, endOfConversation...: SMS has nothing to show for them.
             logger.debug("%s activity from %s dropped", kind, bot.endpoint.shown)
@@ -309,6 +324,31 @@ class BotFrameworkBridge:
             await self._records.mark_answered(bot.id, conversation_id, reply_to_id)
         return str(ids[0])
 
+    async def _find_conversation(
+        self, bot: RemoteBot, conversation_id: str
+    ) -> tuple[str, ConversationRecord] | None:
+        """Our record of the conversation the bot names, with the id it is kept under.
+
+        A legacy id (the person's number alone: the ids given out before, which a bot may
+        have saved in a conversation reference) names, for a bot routed from one number
+        only, that number's conversation with the person; else the record from before,
+        which sends from the number the person last texted then."""
+        candidates = [conversation_id]
+        if is_legacy_id(conversation_id):
+            only = self._only_number(bot)
+            if only is not None:
+                candidates.insert(0, conversation_id_of(only, conversation_id))
+        for candidate in candidates:
+            record = await self._records.find(bot.id, candidate)
+            if record is not None:
+                return candidate, record
+        return None
+
+    def _only_number(self, bot: RemoteBot) -> str | None:
+        """The bot's number, when one number and no other route leads to it."""
+        keys = [route.name for route in self._routes.routes if route.router is bot.router]
+        return keys[0] if len(keys) == 1 and is_address(keys[0]) else None
+
     async def create_conversation(
         self, bot: RemoteBot, parameters: Mapping[str, Any]
     ) -> dict[str, Any]:
@@ -330,24 +370,25 @@ class BotFrameworkBridge:
         reply_from, reply_service = (
             (None, ours) if is_service_sid(ours) else self._reply_sender(ours, None)
         )
+        conversation = conversation_id_of(ours, person)
         record = ConversationRecord(
-            conversation=f"{ours}|{person}",
+            conversation=conversation,
             person=person,
             reply_from=reply_from,
             reply_service=reply_service,
         )
-        existing = await self._records.find(bot.id, person)
+        existing = await self._records.find(bot.id, conversation)
         if existing is None or (existing.reply_from, existing.reply_service) != (
             reply_from,
             reply_service,
         ):
             await self._records.save(bot.id, record)
-        answer: dict[str, Any] = {"id": person, "serviceUrl": bot.service_url}
+        answer: dict[str, Any] = {"id": conversation, "serviceUrl": bot.service_url}
         activity = parameters.get("activity")
         if activity is not None:
             if not isinstance(activity, Mapping):
                 raise bad_request("activity must be an object", "BadSyntax")
-            answer["activityId"] = await self.send(bot, person, activity)
+            answer["activityId"] = await self.send(bot, conversation, activity)
         return answer
 
     async def _our_address(self, bot: RemoteBot, account: object) -> str:

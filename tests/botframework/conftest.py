@@ -3,6 +3,7 @@ on loopback, and the adapter in dev mode routing every text to it."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -12,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapter.cli.dev import create_dev_app
+from adapter.cli.dev import DEV_NUMBER, create_dev_app
 from adapter.runtime.settings import Settings
-from tests.botframework.harness import Running, StockBot
+from tests.botframework.harness import SECOND_NUMBER, Running, StockBot
 from tests.botframework.identity import idp  # noqa: F401 - the identity provider fixture
 from tests.processes import free_port
 from tests.servers import bound_socket, serve
@@ -65,10 +66,25 @@ def _wait_until_listening(bot: StockBot, process: subprocess.Popen[bytes], log: 
 
 @pytest.fixture
 async def running(stock_bot: StockBot, tmp_path: Path) -> AsyncIterator[Running]:
+    async with _running(stock_bot, tmp_path, [DEV_NUMBER]) as running:
+        yield running
+
+
+@pytest.fixture
+async def running_on_two_numbers(stock_bot: StockBot, tmp_path: Path) -> AsyncIterator[Running]:
+    """The stock bot on the default route, the emulator with DEV_NUMBER and SECOND_NUMBER."""
+    async with _running(stock_bot, tmp_path, [DEV_NUMBER, SECOND_NUMBER]) as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    stock_bot: StockBot, tmp_path: Path, numbers: list[str]
+) -> AsyncIterator[Running]:
     sock, base = bound_socket()
     settings = Settings(
         database=str(tmp_path / "adapter.sqlite3"), bots=f"botframework+{stock_bot.endpoint}"
     )
-    dev = create_dev_app(settings, base)
+    dev = create_dev_app(settings, base, numbers)
     async with serve(dev.app, sock):
         yield Running(base, dev, stock_bot)

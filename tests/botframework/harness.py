@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from adapter.cli.dev import DevApp
 
+SECOND_NUMBER = "+15005550007"  # another of our numbers, beside DEV_NUMBER
+
 
 @dataclass(frozen=True)
 class StockBot:

@@ -84,7 +84,8 @@ async def test_the_bot_gets_microsofts_sms_activity_with_a_secret_service_url(
 
     assert activity["type"] == "message" and activity["channelId"] == "sms"
     assert activity["text"] == "hello"
-    assert activity["from"]["id"] == PERSON and activity["conversation"]["id"] == PERSON
+    assert activity["from"]["id"] == PERSON
+    assert activity["conversation"]["id"] == f"{DEV_NUMBER}|{PERSON}"  # our number, and theirs
     assert activity["recipient"]["id"] == DEV_NUMBER
     assert activity["id"].startswith("SM")
     prefix = f"{adapter.base}/botframework/"
@@ -171,7 +172,7 @@ BAD_CALLS = {
     ),
     "unknown conversation": BadCall(
         "POST",
-        "/v3/conversations/%2B15550000000/activities",
+        "/v3/conversations/%2B15005550006%7C%2B15550000000/activities",
         b'{"type": "message", "text": "x"}',
         404,
         "ConversationNotFound",
@@ -224,7 +225,7 @@ async def test_bad_calls_get_an_error_response_and_send_nothing(
     service_url = activity["serviceUrl"]
     if call.secret is not None:
         service_url = service_url.rsplit("/", 1)[0] + "/" + call.secret
-    path = call.path.format(c=quote(PERSON, safe=""), a=activity["id"])
+    path = call.path.format(c=quote(activity["conversation"]["id"], safe=""), a=activity["id"])
 
     answer = await adapter.http.request(call.method, service_url + path, content=call.body)
 
@@ -253,9 +254,10 @@ async def test_a_bot_starts_a_conversation_with_a_new_number(adapter: Adapter) -
         },
     )
     assert started.status_code == 200, started.text
-    assert started.json()["id"] == STRANGER and started.json()["activityId"]
+    assert started.json()["id"] == f"{DEV_NUMBER}|{STRANGER}" and started.json()["activityId"]
     follow_up = await adapter.http.post(
-        activities_url(activity, STRANGER), json={"type": "message", "text": "Tracking: 42"}
+        activities_url(activity, started.json()["id"]),
+        json={"type": "message", "text": "Tracking: 42"},
     )
     assert follow_up.status_code == 200
 

@@ -261,7 +261,7 @@ async def test_in_jwt_mode_posts_carry_a_token_and_replies_must_too(
             await http.post(f"{base}/_emulator/inbound", data={"From": PERSON, "Body": "hi"})
             await wait_for(lambda: bot.activities)
             [activity] = bot.activities
-            conversation = quote(PERSON, safe="")
+            conversation = quote(activity["conversation"]["id"], safe="")
             url = f"{activity['serviceUrl']}/v3/conversations/{conversation}/activities"
 
             def answer(text: str) -> dict[str, str]:

@@ -98,7 +98,7 @@ async def test_each_bot_receives_a_token_for_its_own_scope(
 
 
 def _calls(activity: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
-    conversation = quote(PERSON, safe="")
+    conversation = quote(activity["conversation"]["id"], safe="")
     service_url = activity["serviceUrl"]
     message = {"type": "message", "text": "Refused"}
     return {

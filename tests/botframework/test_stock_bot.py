@@ -9,13 +9,15 @@ from typing import Any
 import httpx
 
 from adapter.cli.dev import DEV_NUMBER
-from tests.botframework.harness import Running
+from tests.botframework.harness import SECOND_NUMBER, Running
 from tests.servers import wait_for
 
 
-async def text_the_bot(client: httpx.AsyncClient, running: Running, person: str, body: str) -> None:
+async def text_the_bot(
+    client: httpx.AsyncClient, running: Running, person: str, body: str, to: str = DEV_NUMBER
+) -> None:
     answer = await client.post(
-        f"{running.base}/_emulator/inbound", data={"From": person, "Body": body}
+        f"{running.base}/_emulator/inbound", data={"From": person, "To": to, "Body": body}
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["webhook_status"] == 200
@@ -59,7 +61,7 @@ async def test_a_proactive_message_through_continue_conversation_arrives(running
         await wait_for_bodies(client, running, person, 1)
 
         notified = await client.post(
-            f"{running.bot.url}/api/notify", params={"conversation": person}
+            f"{running.bot.url}/api/notify", params={"conversation": f"{DEV_NUMBER}|{person}"}
         )
         assert notified.status_code == 200, notified.text
         bodies = await wait_for_bodies(client, running, person, 2)
@@ -85,3 +87,30 @@ async def test_typing_is_dropped_and_the_text_after_it_arrives(running: Running)
         bodies = [m["body"] for m in await texts_to(client, running, person)]
 
     assert bodies == ["done typing"]
+
+
+async def test_one_person_texting_two_of_our_numbers_has_two_conversations_with_the_bot(
+    running_on_two_numbers: Running,
+) -> None:
+    running, person = running_on_two_numbers, "+15551230005"
+    async with httpx.AsyncClient(timeout=10) as client:
+        await text_the_bot(client, running, person, "to the first", to=DEV_NUMBER)
+        await text_the_bot(client, running, person, "to the second", to=SECOND_NUMBER)
+        await wait_for_bodies(client, running, person, 2)
+        # The bot saved a conversation reference per conversation.id: one for each number.
+        for ours in (DEV_NUMBER, SECOND_NUMBER):
+            notified = await client.post(
+                f"{running.bot.url}/api/notify", params={"conversation": f"{ours}|{person}"}
+            )
+            assert notified.status_code == 200, notified.text
+        await wait_for_bodies(client, running, person, 4)
+        sms = await texts_to(client, running, person)
+
+    assert sorted((m["from"], m["body"]) for m in sms) == sorted(
+        [
+            (DEV_NUMBER, "Echo: to the first"),
+            (SECOND_NUMBER, "Echo: to the second"),
+            (DEV_NUMBER, "Proactive hello"),
+            (SECOND_NUMBER, "Proactive hello"),
+        ]
+    )
