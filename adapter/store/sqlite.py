@@ -384,7 +384,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return {} if row is None else decode(row["state"])
 
-        return await self._writer.run(load)
+        return await self._writer.run(load, single_statement=True)
 
     async def save_state(self, conversation: str, state: dict[str, Any]) -> None:
         encoded = encode(state)
@@ -606,7 +606,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return bool(row is not None and row["opted_out"])
 
-        return await self._writer.run(read)
+        return await self._writer.run(read, single_statement=True)
 
     # --- conversation history cache ------------------------------------------------
 
@@ -819,10 +819,10 @@ class SQLiteStore(Store):
                 f"UPDATE outbound SET {assignments} WHERE id = :id AND state = 'pending'",
                 {**values, "id": job_id, "now": time.time()},
             )
-            if cursor.rowcount == 0:
+            if cursor.rowcount == 0:  # nothing changed: the lookup below only reads
                 raise _not_pending(db, "outbound", job_id)
 
-        await self._writer.run(update)
+        await self._writer.run(update, single_statement=True)
 
     def _connect(self) -> sqlite3.Connection:
         """Open, configure and migrate the file; runs on the writer thread."""
@@ -886,8 +886,9 @@ class _Call(Generic[T]):
     work: Callable[[sqlite3.Connection], T]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
-    # A call of one statement needs no savepoint: SQLite undoes a failed statement
-    # by itself. Skipping it matters on the webhook path (two fewer round trips).
+    # A call that changes at most one statement's worth needs no savepoint: SQLite undoes
+    # a failed statement by itself, and reads change nothing. Skipping it matters on the
+    # paths every text takes (two fewer statements per call).
     single_statement: bool = False
 
 
