@@ -29,8 +29,8 @@ GET /_bench/count: how many Send Message requests arrived (answered 201) so far;
 GET /_bench/arrivals?prefix=P: {body: arrival time (time.time())} for every send whose
 Body starts with P; POST /_bench/callbacks?on=1 (or 0): status callbacks on or off.
 BENCH_STATUS_CALLBACKS=0 starts it with callbacks off. Its own addition:
-GET /_bench/callbacks: {"answered": {HTTP status: count}, "failed": count} of the status
-callbacks posted so far (a server refusing their signatures would answer 403).
+GET /_bench/callbacks: {"answered": {URL: {HTTP status: count}}, "failed": {URL: count}}
+of the status callbacks posted so far (a server refusing their signatures answers 403).
 """
 
 from __future__ import annotations
@@ -79,10 +79,10 @@ class LeanTwilio:
         self._sid_counter = 0
         self._date_second = -1
         self._date = ""
-        # Status callbacks answered, by HTTP status, and those that failed to post: a
-        # benchmark can check the server took them (a bad signature would be a 403).
-        self.callback_answers: dict[int, int] = {}
-        self.callback_failures = 0
+        # Status callbacks answered, by URL and HTTP status, and those that failed to post,
+        # by URL: a benchmark can check each server took its own (a bad signature: 403).
+        self.callback_answers: dict[str, dict[int, int]] = {}
+        self.callback_failures: dict[str, int] = {}
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -179,8 +179,7 @@ class LeanTwilio:
             self.callbacks = params.get("on") == "1"
             return Answer(200, b"true" if self.callbacks else b"false")
         if path == "/_bench/callbacks":
-            answers = {str(status): count for status, count in self.callback_answers.items()}
-            tally = {"answered": answers, "failed": self.callback_failures}
+            tally = {"answered": self.callback_answers, "failed": self.callback_failures}
             return Answer(200, json.dumps(tally).encode())
         if path == "/_bench/arrivals":
             prefix = params.get("prefix", "")
@@ -245,12 +244,11 @@ class LeanTwilio:
                     url, data=urlencode(form).encode(), headers=headers, allow_redirects=False
                 ) as answer:
                     await answer.read()
-                self.callback_answers[answer.status] = (
-                    self.callback_answers.get(answer.status, 0) + 1
-                )
+                answers = self.callback_answers.setdefault(url, {})
+                answers[answer.status] = answers.get(answer.status, 0) + 1
             except (aiohttp.ClientError, OSError, TimeoutError):
                 # As Twilio: a failed callback is dropped, and the message moves on.
-                self.callback_failures += 1
+                self.callback_failures[url] = self.callback_failures.get(url, 0) + 1
 
     def _callback_session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from twilio.request_validator import RequestValidator
@@ -266,3 +266,30 @@ def arrivals(twilio_url: str, prefix: str) -> dict[str, float]:
 
 def set_callbacks(twilio_url: str, on: bool) -> None:
     httpx.post(f"{twilio_url}/_bench/callbacks", params={"on": "1" if on else "0"}, timeout=10)
+
+
+def callback_answers(twilio_url: str, port: int) -> dict[str, int] | None:
+    """The status callbacks posted so far to the server on `port`, by how it answered
+    ({"HTTP 200": n, "failed to post": m}), if the emulated Twilio keeps count (the lean
+    one does, the built-in emulator does not)."""
+    response = httpx.get(f"{twilio_url}/_bench/callbacks", timeout=10)
+    if response.status_code != 200:
+        return None
+    tally = response.json()
+    counts = {"failed to post": 0}
+    for url, answers in tally["answered"].items():
+        if urlsplit(url).port == port:
+            for status, n in answers.items():
+                counts[f"HTTP {status}"] = counts.get(f"HTTP {status}", 0) + n
+    for url, n in tally["failed"].items():
+        if urlsplit(url).port == port:
+            counts["failed to post"] += n
+    return counts
+
+
+def describe_callbacks(before: dict[str, int] | None, after: dict[str, int] | None) -> str:
+    """The callbacks posted between two `callback_answers`, e.g. "HTTP 200 x 600"."""
+    if before is None or after is None:
+        return "not counted by this emulated Twilio"
+    new = {key: n - before.get(key, 0) for key, n in sorted(after.items())}
+    return ", ".join(f"{key} x {n}" for key, n in new.items() if n) or "none"
