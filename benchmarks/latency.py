@@ -49,6 +49,7 @@ from benchmarks.support import (
     adapter_env,
     add_setup_options,
     arrivals,
+    await_callbacks,
     bench_env,
     callback_answers,
     cpu_seconds,
@@ -125,6 +126,11 @@ class Bench:
         self.twilio_url = twilio_url
         self.twilio_pid = twilio_pid
         self.phase = 0
+        self.callbacks = False  # whether the emulated Twilio posts status callbacks now
+
+    def set_callbacks(self, on: bool) -> None:
+        set_callbacks(self.twilio_url, on)
+        self.callbacks = on
 
     def step(self, server: Server, rate: float, seconds: float) -> Step:
         self.phase += 1
@@ -133,6 +139,7 @@ class Bench:
             server.port, server.path, prefix, int(rate * seconds), first=self.phase * 10_000_000
         )
         cpu_before, twilio_before = cpu_seconds(server.pid), cpu_seconds(self.twilio_pid)
+        callbacks_before = callback_answers(self.twilio_url, server.port)
         offered = asyncio.run(offer(server.port, webhooks, rate))
         twilio_cores = (cpu_seconds(self.twilio_pid) - twilio_before) / offered.seconds
         deadline = time.monotonic() + GRACE_SECONDS
@@ -146,9 +153,12 @@ class Bench:
             if time.monotonic() > late:
                 break
             time.sleep(0.5)
-        time.sleep(0.5)  # the last status callbacks
-        cpu = cpu_seconds(server.pid) - cpu_before
         replies = len(arrivals(self.twilio_url, f"You said: {prefix}"))
+        if self.callbacks:
+            await_callbacks(self.twilio_url, server.port, callbacks_before, 3 * replies)
+        else:
+            time.sleep(0.5)
+        cpu = cpu_seconds(server.pid) - cpu_before
         latencies = [
             (arrived[reply] - sent) * 1000
             for reply, sent in offered.sent_at.items()
@@ -237,14 +247,13 @@ def main() -> None:
         print(f"2. at half the adapter's sustainable rate ({half:.0f}/s), callbacks off")
         at_half = {s.name: bench.step(s, half, args.seconds) for s in servers}
         print("3. at 200/s, status callbacks on")
-        set_callbacks(twilio_url, True)
+        bench.set_callbacks(True)
         at_200: dict[str, Step] = {}
         callbacks: dict[str, str] = {}
         before = {server.name: callback_answers(twilio_url, server.port) for server in servers}
         for server in servers:
             at_200[server.name] = bench.step(server, 200, args.seconds)
-        set_callbacks(twilio_url, False)
-        time.sleep(1)  # the last callbacks
+        bench.set_callbacks(False)
         for server in servers:
             after = callback_answers(twilio_url, server.port)
             callbacks[server.name] = describe_callbacks(before[server.name], after)

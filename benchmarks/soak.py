@@ -32,6 +32,7 @@ from benchmarks.loadgen import echo_webhooks, offer
 from benchmarks.support import (
     adapter_env,
     add_setup_options,
+    await_callbacks,
     bench_env,
     callback_answers,
     cpu_seconds,
@@ -139,8 +140,9 @@ def soak(name: str, root: Path, args: argparse.Namespace, twilio_url: str, scrat
             and time.monotonic() < deadline
         ):
             time.sleep(0.5)
-        time.sleep(1)  # the last status callbacks
         answered = sends_received(twilio_url) - sent_before
+        if not args.no_callbacks:
+            await_callbacks(twilio_url, adapter_port, callbacks_before, 3 * answered)
         cpu = cpu_seconds(adapter.pid) - cpu_before
         callbacks = describe_callbacks(callbacks_before, callback_answers(twilio_url, adapter_port))
         set_callbacks(twilio_url, False)

@@ -293,3 +293,17 @@ def describe_callbacks(before: dict[str, int] | None, after: dict[str, int] | No
         return "not counted by this emulated Twilio"
     new = {key: n - before.get(key, 0) for key, n in sorted(after.items())}
     return ", ".join(f"{key} x {n}" for key, n in new.items() if n) or "none"
+
+
+def await_callbacks(
+    twilio_url: str, port: int, before: dict[str, int] | None, expected: int, timeout: float = 30
+) -> None:
+    """Wait (at most `timeout` s) until `expected` more status callbacks to the server on
+    `port` were posted since `before`, so its CPU includes handling them; at once when the
+    emulated Twilio does not count them."""
+    deadline = time.monotonic() + timeout
+    while before is not None and time.monotonic() < deadline:
+        now = callback_answers(twilio_url, port)
+        if now is None or sum(now.values()) - sum(before.values()) >= expected:
+            return
+        time.sleep(0.2)
