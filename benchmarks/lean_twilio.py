@@ -60,6 +60,7 @@ API_VERSION = "2010-04-01"
 # The built-in emulator posts at most 16 callbacks at once (emulator/state.py).
 CALLBACK_CONNECTIONS = 16
 CALLBACK_TIMEOUT_SECONDS = 15.0  # Twilio gives up on a callback after 15 s
+CALLBACK_KEEPALIVE_SECONDS = 4.0
 DEFAULT_NUMBER = "+15005550006"
 
 
@@ -253,7 +254,11 @@ class LeanTwilio:
     def _callback_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=CALLBACK_CONNECTIONS),
+                # Idle connections are dropped before the adapter's 5 s keep-alive closes
+                # them, so a callback never goes out on one the server just closed.
+                connector=aiohttp.TCPConnector(
+                    limit=CALLBACK_CONNECTIONS, keepalive_timeout=CALLBACK_KEEPALIVE_SECONDS
+                ),
                 timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_SECONDS),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent", "Content-Type"),
