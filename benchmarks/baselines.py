@@ -7,6 +7,9 @@
   then post "You said: <Body>" to Twilio's Send Message with one shared httpx client.
   No signature check, no store, no retries: what the adapter costs beyond the bare
   minimum of answering, end to end. POST /status takes its status callbacks and drops them.
+  The client posts over the same HTTP stack as the adapter's REST calls (httpx over
+  aiohttp's pool, `adapter.twilio.transport.AiohttpTransport`, from this checkout), so
+  the comparison isolates the adapter's own costs rather than the HTTP client's.
 
 Reads TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SMS_ADAPTER_TWILIO_BASE_URL and
 SMS_ADAPTER_PUBLIC_URL (this app's own URL, for StatusCallback).
@@ -25,6 +28,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from adapter.twilio.transport import AiohttpTransport
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
@@ -77,8 +82,8 @@ async def ready(request: Request) -> Response:
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     global client
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(auth=(ACCOUNT_SID, AUTH_TOKEN), limits=limits) as client:
+    transport = AiohttpTransport()  # as `TwilioClient` builds it
+    async with httpx.AsyncClient(auth=(ACCOUNT_SID, AUTH_TOKEN), transport=transport) as client:
         yield
 
 

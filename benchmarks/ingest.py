@@ -2,14 +2,20 @@
 the same run on the same machine.
 
     python benchmarks/ingest.py [--seconds 5] [--rounds 3] [--connections 32] [--callbacks]
+        [--twilio lean|emulator] [--adapter-root PATH] [--compare-root PATH]
 
 Needs wrk (`apt-get install -y wrk`) and the `benchmarks` extra (Flask, gunicorn:
 `pip install -e '.[benchmarks]'`). Processes, all on loopback:
 
 - the adapter: `sms-adapter serve` with the echo bot (bots.echo), SQLite, every reply
-  going to the emulated Twilio (rate limit raised so sends keep up);
-- the emulated Twilio (benchmarks/recording_twilio.py: the built-in emulator counting each
-  Send Message), status callbacks off unless --callbacks;
+  going to the emulated Twilio (rate limit raised so sends keep up), run from this
+  checkout or from --adapter-root (same venv);
+- with --compare-root, a second adapter run from that checkout (e.g. the commit before a
+  change), measured in the same rounds, the two taking turns at going first;
+- the emulated Twilio counting each Send Message: benchmarks/lean_twilio.py (--twilio
+  lean, the default: cheap enough not to be the limit) or the built-in emulator
+  (benchmarks/recording_twilio.py, --twilio emulator); status callbacks off unless
+  --callbacks;
 - a bare Starlette endpoint on the same server stack (benchmarks/baselines.py: reads the
   webhook, answers empty TwiML, stores and sends nothing);
 - Twilio's Flask quickstart on gunicorn with 2 workers (benchmarks/flask_quickstart.py:
@@ -18,8 +24,8 @@ Needs wrk (`apt-get install -y wrk`) and the `benchmarks` extra (Flask, gunicorn
 
 A webhook's 200 is not an answer: the adapter's figure counts the Send Message requests
 the emulated Twilio received while wrk ran. The baselines' figures count their 200s (for
-the quickstart each 200 carries the reply). Rounds alternate between the three, medians are
-compared, and the adapter's backlog drains before the next round, so all see the same load.
+the quickstart each 200 carries the reply). Rounds alternate between them, medians are
+compared, and each adapter's backlog drains before the next run, so all see the same load.
 """
 
 from __future__ import annotations
@@ -32,13 +38,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.support import (
     adapter_env,
+    add_setup_options,
+    bench_env,
     cpu_seconds,
     emulated_twilio,
     free_port,
@@ -48,6 +57,7 @@ from benchmarks.support import (
     sends_received,
     server_stack,
     set_callbacks,
+    setup_lines,
     signed_form,
     sms_adapter,
     uvicorn_app,
@@ -106,6 +116,34 @@ def drain(twilio_url: str, expected: int, timeout: float = 120) -> float:
     return time.monotonic() - start
 
 
+@dataclass
+class Adapter:
+    """One adapter under test: the checkout it runs from, and its figures round by round."""
+
+    name: str
+    root: Path
+    port: int
+    requests_file: Path
+    pid: int = 0
+    answered: list[float] = field(default_factory=list)  # replies Twilio received, per s
+    accepted: list[float] = field(default_factory=list)  # webhooks answered 2xx, per s
+    cpu_per_text: list[float] = field(default_factory=list)  # ms
+    twilio_busy: list[float] = field(default_factory=list)  # the emulated Twilio, in cores
+    rss_peak: float = 0.0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def write_requests(path: Path, base: str, count: int) -> None:
+    """`count` signed webhooks for the adapter at `base`, one "signature<TAB>body" a line."""
+    with path.open("w") as out:
+        for i in range(count):
+            body, signature = signed_form(f"{base}/api/sms", i, f"+1555{i % 5000:07d}", f"text {i}")
+            out.write(f"{signature}\t{body}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,6 +160,7 @@ def main() -> None:
         help="record the adapter with py-spy during its first wrk run (pip install py-spy):"
         " FILE.svg a flame graph, FILE.json speedscope, FILE.txt collapsed stacks",
     )
+    add_setup_options(parser, "in the same rounds (the order alternating)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -129,107 +168,142 @@ def main() -> None:
         sys.exit("gunicorn and Flask are needed: pip install -e '.[benchmarks]'")
 
     print(f"machine: {machine()}; server stack: {server_stack()}", flush=True)
-    adapter_port, twilio_port, bare_port, flask_port = (free_port() for _ in range(4))
-    adapter_base = f"http://127.0.0.1:{adapter_port}"
+    for line in setup_lines(args):
+        print(line, flush=True)
+    twilio_port, bare_port, flask_port = free_port(), free_port(), free_port()
+    twilio_url = f"http://127.0.0.1:{twilio_port}"
     texts_per_round = 20_000 * args.seconds  # more than any round answers: no MessageSid reused
-    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as scratch:
-        requests_file = Path(scratch) / "requests.tsv"
-        with requests_file.open("w") as out:
-            for i in range(texts_per_round * args.rounds):
-                body, signature = signed_form(
-                    f"{adapter_base}/api/sms", i, f"+1555{i % 5000:07d}", f"text {i}"
+    roots = [("adapter", args.adapter_root)]
+    if args.compare_root is not None:
+        roots.append(("compare", args.compare_root))
+    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as scratch, ExitStack() as running:
+        adapters = [
+            Adapter(name, root, free_port(), Path(scratch) / f"{name}-requests.tsv")
+            for name, root in roots
+        ]
+        for adapter in adapters:
+            write_requests(adapter.requests_file, adapter.base, texts_per_round * args.rounds)
+        # The emulated Twilio and the baselines: this checkout's benchmarks.
+        env = bench_env(
+            adapter_env(
+                str(Path(scratch) / "unused.sqlite3"),
+                f"http://127.0.0.1:{bare_port}",
+                twilio_url,
+                "bots.echo:router",
+            )
+        )
+        twilio = running.enter_context(emulated_twilio(twilio_port, env, args.twilio))
+        for adapter in adapters:
+            adapter_process = running.enter_context(
+                process(
+                    sms_adapter("serve", "--port", str(adapter.port)),
+                    adapter_env(
+                        str(Path(scratch) / f"{adapter.name}.sqlite3"),
+                        adapter.base,
+                        twilio_url,
+                        "bots.echo:router",
+                        adapter.root,
+                    ),
+                    f"{adapter.base}/readyz",
+                    cwd=adapter.root,
                 )
-                out.write(f"{signature}\t{body}\n")
-        twilio_url = f"http://127.0.0.1:{twilio_port}"
-        env = adapter_env(
-            str(Path(scratch) / "ingest.sqlite3"), adapter_base, twilio_url, "bots.echo:router"
+            )
+            adapter.pid = adapter_process.pid
+        running.enter_context(
+            process(
+                uvicorn_app("benchmarks.baselines:app", bare_port),
+                env,
+                f"http://127.0.0.1:{bare_port}/readyz",
+            )
         )
         gunicorn = [
             str(Path(sys.executable).parent / "gunicorn"), "-w", "2", "-b",
             f"127.0.0.1:{flask_port}", "--log-level", "warning", "benchmarks.flask_quickstart:app",
         ]  # fmt: skip
-        with (
-            emulated_twilio(twilio_port, env) as twilio,
-            process(
-                sms_adapter("serve", "--port", str(adapter_port)), env, f"{adapter_base}/readyz"
-            ) as adapter,
-            process(
-                uvicorn_app("benchmarks.baselines:app", bare_port),
-                env,
-                f"http://127.0.0.1:{bare_port}/readyz",
-            ),
-            process(gunicorn, env, f"http://127.0.0.1:{flask_port}/sms"),
-        ):
-            set_callbacks(twilio_url, args.callbacks)
-            bare_rates: list[float] = []
-            flask_rates: list[float] = []
-            answered_rates: list[float] = []
-            accepted_rates: list[float] = []
-            cpu_per_text: list[float] = []
-            twilio_busy: list[float] = []  # the emulated Twilio's CPU, in cores
-            accepted_total, errors, rss_peak = 0, 0, 0.0
-            for round_no in range(args.rounds):
-                bare = run_wrk(
-                    f"http://127.0.0.1:{bare_port}/bare", requests_file, 1, args, "/bare"
-                )
-                bare_rates.append((bare.requests - bare.bad_status) / bare.seconds)
-                flask = run_wrk(
-                    f"http://127.0.0.1:{flask_port}/sms", requests_file, 1, args, "/sms"
-                )
-                flask_rates.append((flask.requests - flask.bad_status) / flask.seconds)
+        running.enter_context(process(gunicorn, env, f"http://127.0.0.1:{flask_port}/sms"))
 
+        set_callbacks(twilio_url, args.callbacks)
+        bare_rates: list[float] = []
+        flask_rates: list[float] = []
+        accepted_total, errors = 0, 0
+        for round_no in range(args.rounds):
+            bare = run_wrk(
+                f"http://127.0.0.1:{bare_port}/bare", adapters[0].requests_file, 1, args, "/bare"
+            )
+            bare_rates.append((bare.requests - bare.bad_status) / bare.seconds)
+            flask = run_wrk(
+                f"http://127.0.0.1:{flask_port}/sms", adapters[0].requests_file, 1, args, "/sms"
+            )
+            flask_rates.append((flask.requests - flask.bad_status) / flask.seconds)
+            errors += bare.bad_status + flask.bad_status
+            report = f"round {round_no + 1}: bare {bare_rates[-1]:6.0f}/s  flask {flask_rates[-1]:6.0f}/s"
+            # Alternate which adapter goes first, so neither always runs on a warmer machine.
+            for adapter in adapters if round_no % 2 == 0 else adapters[::-1]:
                 profiler = None
-                if args.profile and round_no == 0:
+                if args.profile and round_no == 0 and adapter is adapters[0]:
                     profiler = start_profiler(args.profile, adapter.pid, args.seconds)
                 sent_before, cpu_before = sends_received(twilio_url), cpu_seconds(adapter.pid)
                 twilio_cpu_before = cpu_seconds(twilio.pid)
                 run = run_wrk(
-                    f"{adapter_base}/api/sms",
-                    requests_file,
+                    f"{adapter.base}/api/sms",
+                    adapter.requests_file,
                     1 + round_no * texts_per_round,
                     args,
                     "/api/sms",
                 )
                 sent_after, cpu_after = sends_received(twilio_url), cpu_seconds(adapter.pid)
-                twilio_busy.append((cpu_seconds(twilio.pid) - twilio_cpu_before) / run.seconds)
-                rss_peak = max(rss_peak, rss_mb(adapter.pid))
+                adapter.twilio_busy.append(
+                    (cpu_seconds(twilio.pid) - twilio_cpu_before) / run.seconds
+                )
+                adapter.rss_peak = max(adapter.rss_peak, rss_mb(adapter.pid))
                 if profiler is not None:
                     profiler.wait(timeout=60)
                 answered = sent_after - sent_before
-                answered_rates.append(answered / run.seconds)
-                accepted_rates.append((run.requests - run.bad_status) / run.seconds)
-                cpu_per_text.append((cpu_after - cpu_before) / max(answered, 1) * 1000)
+                adapter.answered.append(answered / run.seconds)
+                adapter.accepted.append((run.requests - run.bad_status) / run.seconds)
+                adapter.cpu_per_text.append((cpu_after - cpu_before) / max(answered, 1) * 1000)
                 accepted_total += run.requests - run.bad_status
-                errors += bare.bad_status + flask.bad_status + run.bad_status + run.socket_errors
+                errors += run.bad_status + run.socket_errors
                 drained = drain(twilio_url, accepted_total)
-                print(
-                    f"round {round_no + 1}: bare {bare_rates[-1]:6.0f}/s  flask {flask_rates[-1]:6.0f}/s"
-                    f"  adapter answered {answered_rates[-1]:6.0f}/s (webhooks accepted "
-                    f"{accepted_rates[-1]:.0f}/s; backlog drained in {drained:.1f} s)",
-                    flush=True,
+                report += (
+                    f"  {adapter.name} answered {adapter.answered[-1]:6.0f}/s (webhooks accepted"
+                    f" {adapter.accepted[-1]:.0f}/s; backlog drained in {drained:.1f} s)"
                 )
-            replies = sends_received(twilio_url)
+            print(report, flush=True)
+        replies = sends_received(twilio_url)
 
     bare_rate, flask_rate = statistics.median(bare_rates), statistics.median(flask_rates)
-    answered_rate = statistics.median(answered_rates)
+    rates = {adapter.name: statistics.median(adapter.answered) for adapter in adapters}
     print()
     print(f"medians of {args.rounds} rounds of {args.seconds} s, wrk -c{args.connections}:")
     print(f"  bare Starlette endpoint (empty TwiML)     : {bare_rate:7.0f} req/s")
     print(f"  Flask quickstart, gunicorn -w 2 (TwiML)   : {flask_rate:7.0f} answered/s")
-    print(
-        f"  adapter, echo bot, replies sent to Twilio : {answered_rate:7.0f} answered/s"
-        f"   (webhooks accepted {statistics.median(accepted_rates):.0f}/s)"
-    )
+    for adapter in adapters:
+        print(
+            f"  {adapter.name + ', echo bot, replies sent to Twilio':42}:"
+            f" {rates[adapter.name]:7.0f} answered/s"
+            f"   (webhooks accepted {statistics.median(adapter.accepted):.0f}/s)"
+        )
+    answered_rate = rates["adapter"]
+    if "compare" in rates:
+        print(f"  adapter / compare   : {answered_rate / max(rates['compare'], 1e-9):6.2f}x")
     print(f"  adapter / bare      : {answered_rate / bare_rate:6.2f}x   (target >= 0.5x)")
     print(f"  adapter / quickstart: {answered_rate / flask_rate:6.2f}x   (target >= 3x)")
-    print(
-        f"  adapter CPU per answered text: {statistics.median(cpu_per_text):.2f} ms"
-        f" (user+sys; status callbacks {'on' if args.callbacks else 'off'}); peak RSS {rss_peak:.0f} MB"
-    )
-    print(
-        f"  emulated Twilio CPU while the adapter ran: {statistics.median(twilio_busy):.2f} cores"
-        " (near 1.0: Twilio, not the adapter, is the limit)"
-    )
+    for adapter in adapters:
+        print(
+            f"  {adapter.name} CPU per answered text: {statistics.median(adapter.cpu_per_text):.2f} ms"
+            f" (user+sys; status callbacks {'on' if args.callbacks else 'off'});"
+            f" peak RSS {adapter.rss_peak:.0f} MB"
+        )
+    if "compare" in rates:
+        adapter_cpu, compare_cpu = (statistics.median(a.cpu_per_text) for a in adapters)
+        print(f"  adapter / compare CPU per answered text: {adapter_cpu / compare_cpu:6.2f}x")
+    for adapter in adapters:
+        print(
+            f"  emulated Twilio CPU while {adapter.name} ran: "
+            f"{statistics.median(adapter.twilio_busy):.2f} cores"
+            " (near 1.0: Twilio, not the adapter, is the limit)"
+        )
     print(
         f"  non-2xx or socket errors: {errors}; replies received in all: {replies} for"
         f" {accepted_total} webhooks wrk saw accepted (+ up to {args.connections} in flight"

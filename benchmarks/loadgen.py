@@ -83,6 +83,11 @@ async def offer(
     async def deliver(webhook: Webhook, due: float) -> None:
         async with slots:
             try:
+                # A connection idle longer than the server's keep-alive timeout has been
+                # closed by it: reusing that would count as the server's failure. (Real
+                # clients, aiohttp's pool among them, check the same way.)
+                while idle and idle[-1].reader.at_eof():
+                    idle.pop().writer.close()
                 if idle:
                     connection = idle.pop()
                 else:
