@@ -41,6 +41,9 @@ TIMEOUT_RESPONSE = (
     b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
 )
 
+# A deadline this close when its timer fires counts as reached (uvloop's clock is in ms).
+_TIMER_SLACK = 0.001
+
 # headers: waiting for (the rest of) a request's headers; body: for its body; app: the
 # request is whole and being answered, no deadline of ours applies; idle: answered, waiting
 # for the next request.
@@ -141,7 +144,10 @@ class GuardedConnection:
         self._guard = guard
         self._loop = loop
         self._can_answer = can_answer
-        self._deadline: asyncio.TimerHandle | None = None
+        # When the current phase's time is up (loop time), or None; and the one timer
+        # that wakes up for it (see arm).
+        self._due: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def awaiting_headers(self) -> None:
         """The connection opened, or a request's first byte came after the last answer."""
@@ -167,18 +173,39 @@ class GuardedConnection:
         self.arm(self._guard.limits.keepalive_timeout)
 
     def lost(self) -> None:
-        self.disarm()
+        self._release()
         self._guard.waiting.pop(self, None)
         self._guard.open.discard(self)
 
     def arm(self, seconds: float) -> None:
-        self.disarm()
-        self._deadline = self._loop.call_later(seconds, self._expired)
+        # Each request moves the deadline several times (headers, none, keep-alive); a
+        # timer per move was most of the guard's cost. One timer stays: re-created only if
+        # the deadline comes sooner than it, and when it fires early (the deadline moved
+        # later meanwhile) it sleeps again until the deadline.
+        self._due = due = self._loop.time() + seconds
+        if self._timer is None or self._timer.when() > due:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(due, self._wake)
 
     def disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._due = None  # the timer, if any, finds nothing due
+
+    def _release(self) -> None:
+        self._due = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _wake(self) -> None:
+        self._timer = None
+        if self._due is None:
+            return
+        if self._due - self._loop.time() > _TIMER_SLACK:
+            self._timer = self._loop.call_at(self._due, self._wake)
+            return
+        self._due = None
+        self._expired()
 
     def _wait_from_now(self) -> None:
         # Re-inserted, not updated in place: the waiting list stays oldest first, which
@@ -187,7 +214,6 @@ class GuardedConnection:
         self._guard.waiting[self] = time.monotonic()
 
     def _expired(self) -> None:
-        self._deadline = None
         transport = self.transport
         if transport.is_closing():
             return

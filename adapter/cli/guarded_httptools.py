@@ -46,11 +46,9 @@ def guarded_httptools_protocol(
         # Where the parser stands in the latest request: between requests (or before the
         # first), inside its head, or inside its body.
         _parsing: Literal["between", "head", "body"] = "between"
-        # Bytes fed while no request's body was being read, since the last head ended
-        # (what the parser may hold of an unfinished head), and the size of the head being
-        # parsed as its callbacks report it.
+        # Bytes fed while no request's body was being read, since the last head ended:
+        # what the parser may hold of an unfinished head.
         _fed_outside_body = 0
-        _head_bytes = 0
         # Requests read whole and not yet answered (the one in the app, those queued
         # behind it when pipelined).
         _unanswered: list[RequestResponseCycle]
@@ -87,18 +85,15 @@ def guarded_httptools_protocol(
 
         def on_message_begin(self) -> None:
             self._parsing = "head"
-            self._head_bytes = 0
             super().on_message_begin()
 
-        def on_url(self, url: bytes) -> None:
-            self._count_head(len(url))
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._count_head(len(name) + len(value) + _HEADER_OVERHEAD)
-            super().on_header(name, value)
-
         def on_headers_complete(self) -> None:
+            # A head read whole at once never trips the fed-bytes check: it is measured
+            # here, from what uvicorn gathered of it, before the app sees it.
+            head = len(self.url) + sum(len(n) + len(v) + _HEADER_OVERHEAD for n, v in self.headers)
+            if head > max_header_bytes:
+                self._refused = True
+                raise HeadersTooLarge  # the parser stops; uvicorn calls send_400_response
             self._parsing = "body"
             self._fed_outside_body = 0
             super().on_headers_complete()
@@ -126,13 +121,6 @@ def guarded_httptools_protocol(
                 super().send_400_response(msg)
 
         # Following the request
-
-        def _count_head(self, size: int) -> None:
-            # A complete head read at once never trips the fed-bytes check: this does.
-            self._head_bytes += size
-            if self._head_bytes > max_header_bytes:
-                self._refused = True
-                raise HeadersTooLarge
 
         def _refuse_head(self) -> None:
             self._refused = True
@@ -163,8 +151,9 @@ def guarded_httptools_protocol(
                     watch.awaiting_body()
             elif self._parsing == "head":
                 if watch.phase in ("app", "body", "idle"):
-                    # A request begun while earlier ones were being answered (pipelined):
-                    # its headers' deadline runs from their answer, as if it began now.
+                    # A request begun while earlier ones were being answered (pipelined),
+                    # or behind a body that outlived its answer: its headers' deadline runs
+                    # from now, as if it began now.
                     watch.awaiting_headers()
             elif watch.phase in ("app", "body"):
                 watch.between_requests()

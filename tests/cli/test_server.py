@@ -456,6 +456,22 @@ async def test_a_pipelined_request_left_unfinished_gets_408_after_the_answer_bef
     assert took < 3
 
 
+async def test_a_body_sent_after_its_early_answer_leaves_the_connection_usable(
+    tmp_path: Path, stack: Stack
+) -> None:
+    async with adapter(tmp_path, FAST, stack) as base:
+        reader, writer = await connect(base)
+        # Unsigned: refused (403) before its body is read; the body follows all the same.
+        writer.write(HEAD + b"Content-Length: 10\r\n\r\n")
+        refused, _ = await read_response(reader)
+        writer.write(b"Body=hello" + GET_HEALTHZ)
+        answered, _ = await read_response(reader)
+        took, rest = await closed_after(reader)
+        writer.close()
+    assert (refused, answered, rest) == (403, 200, b"")
+    assert took < 4  # then idle, closed after the keep-alive's 1 s
+
+
 def test_serve_runs_on_uvloop_and_httptools_when_installed() -> None:
     from uvicorn.protocols.http.h11_impl import H11Protocol
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
