@@ -1,5 +1,6 @@
 """Baselines the benchmarks measure the adapter against, on the same server stack
-(`uvicorn benchmarks.baselines:app`, uvicorn's "auto" loop and HTTP, as `serve` gets):
+(`uvicorn benchmarks.baselines:app` with the loop and parser `serve` runs on:
+benchmarks/support.py uvicorn_app):
 
 - POST /bare: a bare Starlette endpoint that reads the webhook and answers empty TwiML,
   storing and sending nothing: the most any Starlette app on this stack can ingest.

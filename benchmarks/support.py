@@ -17,6 +17,9 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 from twilio.request_validator import RequestValidator
 
+from adapter.cli.server import default_event_loop, default_parser
+from adapter.cli.server import server_stack as serve_stack
+
 ACCOUNT_SID = "AC" + "b" * 32
 AUTH_TOKEN = "benchmark-token"
 OUR_NUMBER = "+15005550006"
@@ -150,18 +153,17 @@ def machine() -> str:
 
 
 def server_stack() -> str:
-    """What uvicorn's "auto" picks here: uvloop and httptools if installed, else asyncio, h11."""
-    import importlib.util
-
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return f"uvicorn with {loop} + {http}"
+    """What `sms-adapter serve` runs on here: "uvicorn on uvloop + httptools" when both
+    can be imported (adapter/cli/server.py chooses), else asyncio and/or h11."""
+    return serve_stack()
 
 
 def uvicorn_app(app: str, port: int) -> list[str]:
-    """A uvicorn process for a baseline app, on the stack `sms-adapter serve` gets."""
+    """A uvicorn process for a baseline app, on the loop and parser `sms-adapter serve`
+    runs on (without its connection guard)."""
     return [
         sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+        "--loop", default_event_loop(), "--http", default_parser(),
         "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
 

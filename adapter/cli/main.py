@@ -24,7 +24,7 @@ from adapter.cli.dev import (
     empty_dev_database,
 )
 from adapter.cli.history import add_history_command
-from adapter.cli.server import ConnectionLimits
+from adapter.cli.server import ConnectionLimits, server_stack
 from adapter.cli.server import run as run_server
 from adapter.config_error import ConfigError
 from adapter.runtime.channel import build_channel
@@ -106,6 +106,7 @@ sms-adapter dev: adapter + Twilio emulator on {local}
   bot(s):   {settings.bots}
   store:    {describe_database(settings.database)} ({store_note})
   number:   {args.number} (the emulator's number; your bot answers on it)
+  server:   {server_stack()}, as `serve` runs
 {credentials}
 
 Text your bot from a browser (the dev console):

@@ -1,186 +1,95 @@
-"""uvicorn, hardened for a port the internet can reach: no client holds a connection for free.
+"""uvicorn, hardened for a port the internet can reach, on the fastest stack installed.
 
-Stock uvicorn (h11) keeps a connection open for as long as its client likes while the
-request's headers or body trickle in, and accepts connections until the process runs out
-of file descriptors; then real webhooks get no answer and asyncio logs every failed
-accept. Here:
+The event loop is uvloop and the HTTP parser httptools when they can be imported (both are
+dependencies), else asyncio's own loop and h11. Either parser runs under the same
+connection guard (adapter/cli/connection_guard.py: header, body and keep-alive deadlines, a
+cap on connections with eviction of the slowest), through a thin protocol of its own
+(adapter/cli/guarded_httptools.py, adapter/cli/guarded_h11.py). Request heads are capped at
+MAX_HEADER_BYTES under both.
 
-- the request's headers must be complete within `header_timeout` of its first byte (or of
-  the connection's opening), however slowly bytes keep coming; then 408 and close;
-- its body within `body_timeout` of the headers, however slowly; then the connection is
-  cut (the endpoint sees a disconnect and stores nothing);
-- between requests a kept-alive connection waits `keepalive_timeout` (uvicorn's own);
-- at most `max_connections` wait for a request: one more evicts the connection that has
-  waited longest (at least MIN_VICTIM_AGE) for its request, the slow before the idle, never
-  one whose request is being answered; if none has waited that long, the newcomer is let
-  in with MIN_VICTIM_AGE to send its headers (a real client needs milliseconds), up to
-  HARD_LIMIT_FACTOR x the cap. So slow clients, even reconnecting at once, never crowd out
-  Twilio, and descriptors stay bounded;
-- accept errors (out of file descriptors) are logged once per ACCEPT_ERROR_LOG_INTERVAL
-  with a count, not once per attempt.
+Stock uvicorn accepts connections until the process runs out of file descriptors; then real
+webhooks get no answer and asyncio logs every failed accept. Here the cap keeps descriptors
+bounded (the descriptor limit is raised to fit it, or the cap lowered), and running out all
+the same is logged once per ACCEPT_ERROR_LOG_INTERVAL, not once per attempt: asyncio
+reports each failed accept to the loop's exception handler (AcceptErrorThrottle counts
+them); uvloop reports none (libuv accepts and closes the connections it has no descriptor
+for), so under uvloop DescriptorWatch looks at the descriptors in use every interval.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
+import os
 import resource
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from adapter.cli.connection_guard import HARD_LIMIT_FACTOR, MIN_VICTIM_AGE, ConnectionLimits
+from adapter.cli.guarded_h11 import guarded_h11_protocol
 
 logger = logging.getLogger("adapter.server")
 
-# Header bytes h11 buffers before refusing a request (431 in spirit, 400 from uvicorn):
-# Twilio's headers are well under 2 KiB.
+Parser = Literal["httptools", "h11"]
+EventLoop = Literal["uvloop", "asyncio"]
+
+# A request's head (request line and headers) may be this large: Twilio's are well under
+# 2 KiB. Over it: 431 under httptools (adapter/cli/guarded_httptools.py); h11 refuses a head
+# still incomplete at this size, uvicorn answering 400.
 MAX_HEADER_BYTES = 16 * 1024
 ACCEPT_ERROR_LOG_INTERVAL = 10.0
-# A connection gives way to a new one only after waiting this long for its request; a
-# connection admitted over the cap (nobody could give way) has this long for its headers.
-MIN_VICTIM_AGE = 1.0
-# Over-cap admissions stop at this multiple of max_connections: then new ones are refused.
-HARD_LIMIT_FACTOR = 2
 # File descriptors kept for everything but client connections: the store, the LISTEN
 # connection, HTTP clients to Twilio and bots, log files.
 RESERVED_DESCRIPTORS = 128
+# asyncio's words for a failed accept (base_events / selector_events), to the exception handler.
 _ACCEPT_ERROR = "socket.accept() out of system resource"
-_TIMEOUT_BODY = b"the request's headers took too long"
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
-)
 
 
-@dataclass(frozen=True)
-class ConnectionLimits:
-    header_timeout: float
-    body_timeout: float
-    keepalive_timeout: float
-    max_connections: int
+def default_parser() -> Parser:
+    """httptools when it can be imported (C, several times h11's speed), else h11."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
 
 
-def guarded_protocol(limits: ConnectionLimits) -> type[H11Protocol]:
-    """An h11 protocol class enforcing `limits`; its connections share one waiting list."""
-    # Connections waiting for (the rest of) a request, oldest first: eviction candidates.
-    waiting: dict[GuardedH11Protocol, float] = {}
+def default_event_loop() -> EventLoop:
+    """uvloop when it can be imported (libuv; not on Windows), else asyncio's own."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
-    class GuardedH11Protocol(H11Protocol):
-        _deadline: asyncio.TimerHandle | None = None
-        _phase = "new"
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._wait_for_headers()
-            if len(self.connections) > limits.max_connections:
-                self._make_room()
+def loop_factory(kind: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
+    if kind == "uvloop":
+        import uvloop
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            waiting.pop(self, None)
-            super().connection_lost(exc)
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self._follow_request()
 
-        def on_response_complete(self) -> None:
-            # Between requests uvicorn's keep-alive timer rules; the next request's first
-            # byte starts a new header deadline (see _follow_request).
-            self._disarm()
-            self._phase = "idle"
-            waiting[self] = time.monotonic()
-            super().on_response_complete()
-            self._follow_request()
+def server_stack(loop: EventLoop | None = None, http: Parser | None = None) -> str:
+    """What `serve` runs on, in words: "uvicorn on uvloop + httptools"."""
+    return f"uvicorn on {loop or default_event_loop()} + {http or default_parser()}"
 
-        def _follow_request(self) -> None:
-            if self.transport.is_closing():
-                return
-            state = self.conn.their_state
-            if state is h11.IDLE and self._phase == "idle" and self.conn.trailing_data[0]:
-                self._wait_for_headers()
-            elif state is h11.SEND_BODY and self._phase != "body":
-                self._phase = "body"
-                self._arm(limits.body_timeout)
-            elif state not in (h11.IDLE, h11.SEND_BODY) and self._phase != "app":
-                # The request is whole: the app has it, and no deadline of ours applies.
-                self._phase = "app"
-                self._disarm()
-                waiting.pop(self, None)
 
-        def _wait_for_headers(self) -> None:
-            self._phase = "headers"
-            waiting[self] = time.monotonic()
-            self._arm(limits.header_timeout)
+def guarded_protocol(limits: ConnectionLimits, http: Parser) -> type[asyncio.Protocol]:
+    """uvicorn's protocol class for `http`, enforcing `limits`; its connections share one
+    guard."""
+    if http == "httptools":
+        from adapter.cli.guarded_httptools import guarded_httptools_protocol
 
-        def _arm(self, seconds: float) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(seconds, self._too_slow)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _too_slow(self) -> None:
-            self._deadline = None
-            if self.transport.is_closing():
-                return
-            if self._phase == "headers" and self.conn.our_state is h11.IDLE:
-                self.transport.write(_TIMEOUT_RESPONSE)
-            # abort, not close: a client that does not read must not keep the socket.
-            self.transport.abort()
-
-        def _make_room(self) -> None:
-            # Connections closing are still counted until asyncio reports them lost (the
-            # next loop turn), and many may be accepted in one turn: count those already
-            # on their way out, and evict only as many more as it takes.
-            closing = sum(1 for other in self.connections if other.transport.is_closing())
-            excess = len(self.connections) - closing - limits.max_connections
-            if excess <= 0:
-                return
-            victims = _victims(excess, exclude=self)
-            for victim in victims:
-                waiting.pop(victim)
-                victim.transport.abort()
-            if excess > len(victims):
-                if len(self.connections) - closing - len(victims) > HARD_LIMIT_FACTOR * (
-                    limits.max_connections
-                ):
-                    waiting.pop(self, None)
-                    self.transport.abort()
-                else:
-                    # Nobody has waited long enough to give way. Refusing would turn away
-                    # Twilio as readily as an attacker; instead this one gets a short
-                    # while for its headers, which a real client sends at once.
-                    self._arm(MIN_VICTIM_AGE)
-
-    def _victims(count: int, exclude: GuardedH11Protocol) -> list[GuardedH11Protocol]:
-        """Up to `count` connections to close, oldest first: those mid-request (slow) before
-        those idle between requests, and only those that have waited MIN_VICTIM_AGE. A
-        client that sends its request at once is never that slow; and a flood of new
-        connections cannot make old ones churn faster than the cap per MIN_VICTIM_AGE."""
-        old_enough = time.monotonic() - MIN_VICTIM_AGE
-        found: list[GuardedH11Protocol] = []
-        for phases in (("headers", "body"), ("idle",)):
-            for connection, since in waiting.items():
-                if since > old_enough or len(found) >= count:
-                    break
-                if (
-                    connection is not exclude
-                    and connection._phase in phases
-                    and not connection.transport.is_closing()
-                    and connection not in found
-                ):
-                    found.append(connection)
-        return found
-
-    return GuardedH11Protocol
+        return guarded_httptools_protocol(limits, MAX_HEADER_BYTES)
+    return guarded_h11_protocol(limits)
 
 
 class AcceptErrorThrottle:
@@ -241,14 +150,63 @@ def descriptor_budget(wanted: int) -> int:
     return budget
 
 
-def server_config(app: Any, limits: ConnectionLimits, **options: Any) -> uvicorn.Config:
+class DescriptorWatch:
+    """For loops that report no failed accept (uvloop): every `interval`, an error line if
+    the process has (almost) no file descriptor left, so running out is seen all the same."""
+
+    def __init__(
+        self,
+        interval: float = ACCEPT_ERROR_LOG_INTERVAL,
+        left: Callable[[], int | None] | None = None,
+    ) -> None:
+        self._interval = interval
+        self._left = left or descriptors_left
+
+    def check(self) -> None:
+        left = self._left()
+        if left is not None and left <= 1:
+            logger.error(
+                "cannot accept connections: %s file descriptors left (limit %d); too many "
+                "open connections or files: lower SMS_ADAPTER_MAX_CONNECTIONS or raise the "
+                "descriptor limit (ulimit -n)",
+                left,
+                resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+            )
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.check()
+
+
+def descriptors_left() -> int | None:
+    """File descriptors the process may still open, or None where the system does not say
+    (no /proc/self/fd or /dev/fd listing)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    for directory in ("/proc/self/fd", "/dev/fd"):
+        try:
+            # Less the one descriptor the listing itself holds open.
+            in_use = len(os.listdir(directory)) - 1
+        except OSError as error:
+            if error.errno in (errno.EMFILE, errno.ENFILE):
+                return 0  # not even one left to look
+            continue
+        return None if soft == resource.RLIM_INFINITY else soft - in_use
+    return None
+
+
+def server_config(
+    app: Any, limits: ConnectionLimits, http: Parser | None = None, **options: Any
+) -> uvicorn.Config:
     """uvicorn's config for `app`, with the limits and our logging (`options`: host,
-    port, log_level, ...)."""
+    port, log_level, ...), on `http` (default_parser() unless given)."""
     return uvicorn.Config(
         app,
-        http=guarded_protocol(limits),
+        http=guarded_protocol(limits, http or default_parser()),
         timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # The adapter serves no WebSocket: an upgrade request is an ordinary request.
+        ws="none",
         # uvicorn's lines go through adapter.logs (format, redaction), not its own config.
         log_config=None,
         # We read X-Forwarded-* ourselves, only from SMS_ADAPTER_TRUSTED_PROXIES.
@@ -258,27 +216,58 @@ def server_config(app: Any, limits: ConnectionLimits, **options: Any) -> uvicorn
     )
 
 
-async def serve(server: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
-    """Run `server` on the running loop, with accept errors throttled."""
-    asyncio.get_running_loop().set_exception_handler(AcceptErrorThrottle())
-    await server.serve(sockets=sockets)
+async def serve(
+    server: uvicorn.Server,
+    sockets: list[socket.socket] | None = None,
+    descriptor_check_interval: float = ACCEPT_ERROR_LOG_INTERVAL,
+) -> None:
+    """Run `server` on the running loop, with running out of descriptors logged once per
+    interval, however the loop reports it."""
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(AcceptErrorThrottle())
+    # asyncio's own loops report failed accepts to the handler above; uvloop does not.
+    watch = None
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        watch = asyncio.create_task(DescriptorWatch(descriptor_check_interval).run())
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        if watch is not None:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
 
 
 def run(app: Any, limits: ConnectionLimits, **options: Any) -> None:
+    """Serve `app` until stopped, on default_event_loop() and default_parser()."""
     limits = ConnectionLimits(
         limits.header_timeout,
         limits.body_timeout,
         limits.keepalive_timeout,
         descriptor_budget(limits.max_connections),
     )
-    asyncio.run(serve(uvicorn.Server(server_config(app, limits, **options))))
+    loop, http = default_event_loop(), default_parser()
+    config = server_config(app, limits, http=http, **options)
+    logger.info("HTTP server: %s", server_stack(loop, http))
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        runner.run(serve(uvicorn.Server(config)))
 
 
 __all__ = [
+    "HARD_LIMIT_FACTOR",
+    "MAX_HEADER_BYTES",
+    "MIN_VICTIM_AGE",
     "AcceptErrorThrottle",
     "ConnectionLimits",
+    "DescriptorWatch",
+    "EventLoop",
+    "Parser",
+    "default_event_loop",
+    "default_parser",
     "guarded_protocol",
+    "loop_factory",
     "run",
     "serve",
     "server_config",
+    "server_stack",
 ]

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from adapter.cli.dev import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
+from adapter.cli.server import server_stack
 from tests.servers import bound_socket, wait_until_answering
 
 CLI = [sys.executable, "-m", "adapter.cli"]
@@ -108,6 +109,9 @@ def test_dev_runs_prints_what_to_do_and_stops_on_sigterm(tmp_path: Path) -> None
     assert "Application shutdown complete" in stderr
     assert f"http://127.0.0.1:{port}" in stdout
     assert "_emulator/inbound" in stdout
+    # The server stack, in the banner and once in the log: uvloop + httptools if installed.
+    assert f"server:   {server_stack()}" in stdout
+    assert stderr.count(f"HTTP server: {server_stack()}") == 1
     assert "Traceback" not in stderr
 
 
