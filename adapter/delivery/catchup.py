@@ -119,11 +119,13 @@ class InboundCatchUp:
         with contextlib.suppress(StoreError):
             await self._store.release_lease(LEASE_NAME, self._holder)
 
-    async def _scheduled_round(self) -> None:
+    async def _scheduled_round(self) -> bool:
         report = await self.run_round()
         self._first_round.set()
         if report.error is not None:
             logger.warning("inbound catch-up round failed: %s", report.error)
+            return False
+        return True
 
     async def run_round(self) -> RoundReport:
         """One round (see the module docstring); never raises for Twilio or the store."""

@@ -1,8 +1,11 @@
 """A round of background work run at start and then every interval, until stopped.
 
 The status refresher, inbound catch-up and retention each run one round, sleep, and go
-again; a round that fails is logged and the next one comes as planned, so a store or
-Twilio outage never ends the worker. This holds that loop once.
+again; a store or Twilio outage never ends the worker. A round that failed (it said so, or
+raised) is tried again soon, after a pause that doubles from RETRY_FIRST up to the
+interval: a catch-up that found Twilio unreachable at start (the network not up yet)
+must not wait a whole interval to bring in the texts sent while the adapter was down.
+This holds that loop once.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+RETRY_FIRST = 1.0
+
 
 class Periodic:
     def __init__(
         self,
         name: str,
-        round_: Callable[[], Awaitable[object]],
+        round_: Callable[[], Awaitable[bool]],  # False: it failed, try again soon
         interval: float,
         logger: logging.Logger,
     ) -> None:
@@ -43,11 +48,18 @@ class Periodic:
             self._task = None
 
     async def _run(self) -> None:
+        retry = RETRY_FIRST
         while True:
             try:
-                await self._round()
+                succeeded = await self._round()
             except Exception:
                 # The worker's own round logs what it expects (a store or Twilio outage);
                 # this is the last line for what it did not, and the loop goes on.
                 self._logger.exception("%s failed; trying again later", self._name)
-            await asyncio.sleep(self._interval)
+                succeeded = False
+            if succeeded:
+                retry = RETRY_FIRST
+                await asyncio.sleep(self._interval)
+            else:
+                await asyncio.sleep(min(retry, self._interval))
+                retry *= 2

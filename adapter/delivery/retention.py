@@ -79,11 +79,12 @@ class RetentionWorker:
                 return total
             await asyncio.sleep(self._pause.total_seconds())
 
-    async def _round(self) -> None:
+    async def _round(self) -> bool:
         try:
             deleted = await self.delete_expired()
         except StoreError as error:
             logger.warning("retention: could not delete old rows (%s); trying again later", error)
-            return
+            return False
         if deleted:
             logger.info("retention: deleted %d rows older than %s", deleted, self._retention)
+        return True

@@ -36,7 +36,7 @@ class StatusRefresher:
         self._refresh_after = refresh_after
         self._batch = batch
         interval = min(refresh_after.total_seconds(), 60.0)
-        self._periodic = Periodic("status refresh", self.refresh_once, interval, logger)
+        self._periodic = Periodic("status refresh", self._round, interval, logger)
 
     def start(self) -> None:
         self._periodic.start()
@@ -63,3 +63,7 @@ class StatusRefresher:
                 continue
             await self._record(message.sid, message.status, message.error_code)
         return len(records)
+
+    async def _round(self) -> bool:
+        await self.refresh_once()  # a message Twilio could not tell us about waits its turn
+        return True

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from adapter.delivery import periodic as periodic_module
 from adapter.delivery.periodic import Periodic
 
 
@@ -16,12 +17,13 @@ async def test_a_failing_round_is_logged_and_the_next_one_still_runs(
     rounds: list[int] = []
     third = asyncio.Event()
 
-    async def round_() -> None:
+    async def round_() -> bool:
         rounds.append(len(rounds))
         if len(rounds) == 3:
             third.set()
         if len(rounds) == 1:
             raise RuntimeError("the store went away")
+        return True
 
     periodic = Periodic("test worker", round_, 0.01, logging.getLogger("test.periodic"))
     periodic.start()
@@ -40,7 +42,7 @@ async def test_stop_cancels_a_round_under_way_and_no_other_starts() -> None:
     cancelled = asyncio.Event()
     calls = 0
 
-    async def round_() -> None:
+    async def round_() -> bool:
         nonlocal calls
         calls += 1
         started.set()
@@ -49,6 +51,7 @@ async def test_stop_cancels_a_round_under_way_and_no_other_starts() -> None:
         except asyncio.CancelledError:
             cancelled.set()
             raise
+        return True
 
     periodic = Periodic("slow worker", round_, 0.0, logging.getLogger("test.periodic"))
     periodic.start()
@@ -59,3 +62,44 @@ async def test_stop_cancels_a_round_under_way_and_no_other_starts() -> None:
     await asyncio.sleep(0.05)
     assert calls == 1
     await periodic.stop()  # a second stop is harmless
+
+
+class PausesRecorded:
+    """Stands in for the asyncio module in adapter.delivery.periodic: notes each pause
+    asked for, and pauses only a loop turn."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(asyncio, name)
+
+    async def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        await asyncio.sleep(0)
+
+
+async def test_a_failed_round_is_retried_long_before_the_interval_then_less_and_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorded = PausesRecorded()
+    monkeypatch.setattr(periodic_module, "asyncio", recorded)
+    rounds = 0
+    fifth = asyncio.Event()
+
+    async def round_() -> bool:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 5:
+            fifth.set()
+        return rounds == 4  # Twilio unreachable for three rounds, back for the fourth
+
+    periodic = Periodic("catch-up", round_, 60.0, logging.getLogger("test.periodic"))
+    periodic.start()
+    async with asyncio.timeout(10):
+        await fifth.wait()
+    await periodic.stop()
+
+    first = periodic_module.RETRY_FIRST
+    # Three failures: 1 s, 2 s, 4 s; a success: the interval; a failure: 1 s again.
+    assert recorded.pauses[:5] == [first, 2 * first, 4 * first, 60.0, first]
