@@ -6,6 +6,7 @@ configured the API does not exist (404).
 
 from __future__ import annotations
 
+import difflib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -27,9 +28,30 @@ if TYPE_CHECKING:
     from adapter.runtime.channel import Channel
 
 
+# What POST /api/messages reads; anything else is refused rather than silently dropped
+# (a misspelt "validity_peroid" must not send a text without its validity period).
+MESSAGE_KEYS: frozenset[str] = frozenset(
+    {"to", "body", "media", "from", "messaging_service_sid", "route", *SEND_OPTION_NAMES}
+)
+
+
+def _unknown_key(data: dict[str, Any]) -> str | None:
+    unknown = sorted(str(key) for key in data if key not in MESSAGE_KEYS)
+    if not unknown:
+        return None
+    key = unknown[0]
+    close = difflib.get_close_matches(key, sorted(MESSAGE_KEYS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+    return f"unknown key {key!r}{hint}{more}; known keys: {', '.join(sorted(MESSAGE_KEYS))}"
+
+
 def _validate(data: Any, channel: Channel) -> tuple[dict[str, Any], str | None]:
     if not isinstance(data, dict):
         return {}, "expected a JSON object"
+    unknown = _unknown_key(data)
+    if unknown is not None:
+        return {}, unknown
     to = data.get("to")
     if not isinstance(to, str) or not is_address(to):
         return {}, "to must be an E.164 number such as +15551234567 (or whatsapp:+15551234567)"

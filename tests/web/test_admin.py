@@ -79,6 +79,8 @@ async def test_operator_texts_a_person_first_and_sees_it_delivered(
         ({"to": PERSON, "from": DEV_NUMBER, "body": "x" * 1601}, "at most 1600"),
         ({"to": PERSON, "route": "*", "body": "x"}, "give from as well"),
         ([1, 2], "JSON object"),
+        ({"to": PERSON, "from": DEV_NUMBER, "body": "x", "MediaUrl": ["https://x"]}, "'media'?"),
+        ({"to": PERSON, "From": DEV_NUMBER, "body": "x", "zzz": 1}, "unknown key 'From'"),
     ],
 )
 async def test_bad_operator_requests_get_400_with_the_reason(
@@ -187,7 +189,8 @@ async def test_operator_sends_with_options_and_twilio_gets_them(
         ({"send_at": "tomorrow"}, "send_at: 'tomorrow' is not an ISO 8601 time"),
         ({"send_at": "2030-01-01T09:00:00Z"}, "send_at: Twilio schedules messages only through"),
         ({"content_variables": {"1": "x"}}, "content_variables: needs content_sid"),
-        ({"validty_period": 600}, None),  # not an option: ignored like any unknown key
+        # A misspelt option is refused, not dropped: the text would go without it.
+        ({"validty_period": 600}, "unknown key 'validty_period' (did you mean 'validity_period'?)"),
     ],
 )
 async def test_bad_send_options_get_400_naming_the_option(
