@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Final
@@ -89,27 +90,33 @@ class TwilioClient:
         """
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
-        self._owns_http = http is None
         # Our own pool is called directly: httpx's client layers (merging, auth flow,
         # redirects, cookies) cost as much CPU per request as the pool itself, and we use
-        # none of them. A lent client (tests, callers sharing a pool) gets `send`.
-        self._transport = AiohttpTransport() if http is None else None
-        self._http = http if http is not None else httpx.AsyncClient(transport=self._transport)
+        # none of them. A lent client (tests, callers sharing a pool) gets `send`; it is
+        # not ours to close.
+        self._own_pool: AiohttpTransport | None = None
+        self._send: Callable[[httpx.Request], Awaitable[httpx.Response]]
+        if http is None:
+            self._own_pool = AiohttpTransport()
+            self._send = self._own_pool.handle_async_request
+        else:
+            self._send = partial(http.send, follow_redirects=False)
         self._timeouts = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._send_url = httpx.URL(self._messages_url())
+        token = _basic_token(credentials)
         self._headers = {
             "User-Agent": USER_AGENT,
             "Accept": "application/json",
-            "Authorization": f"Basic {_basic_token(credentials)}",
+            "Authorization": f"Basic {token}",
         }
         # The password, and the Authorization header that encodes it, are masked
         # wherever an error might quote text that came back from the server.
-        self._secrets = (credentials.password, _basic_token(credentials))
+        self._secrets = (credentials.password, token)
 
     async def aclose(self) -> None:
         """Close the connection pool, unless it was lent to us through `http`."""
-        if self._owns_http:
-            await self._http.aclose()
+        if self._own_pool is not None:
+            await self._own_pool.aclose()
 
     async def __aenter__(self) -> TwilioClient:
         return self
@@ -263,10 +270,7 @@ class TwilioClient:
             method, url, data=data, params=params, headers=self._headers, extensions=self._timeouts
         )
         try:
-            if self._transport is not None:
-                response = await self._transport.handle_async_request(request)
-            else:
-                response = await self._http.send(request, follow_redirects=False)
+            response = await self._send(request)
             await response.aread()
         except httpx.RequestError as error:
             raise error_from_transport(error, operation, secrets=self._secrets) from error

@@ -32,6 +32,7 @@ import httpx
 # httpx's default keep-alive expiry: an idle connection older than this is not reused,
 # which stays under the idle timeouts of Twilio's and most proxies' load balancers.
 KEEPALIVE_SECONDS: Final = 5.0
+_FRAMING_HEADERS: Final = frozenset({b"content-encoding", b"transfer-encoding", b"content-length"})
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -86,8 +87,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 headers = [
                     (name.decode("latin-1"), value.decode("latin-1"))
                     for name, value in answer.raw_headers
-                    # The body is decoded already: its encoding and length no longer apply.
-                    if name.lower() not in (b"content-encoding", b"transfer-encoding")
+                    # The body is decoded already: its encoding and length no longer apply
+                    # (httpx sets the length of `content` itself).
+                    if name.lower() not in _FRAMING_HEADERS
                 ]
                 return httpx.Response(
                     answer.status,
