@@ -18,6 +18,7 @@ from adapter.ratelimit import AccountLimiter, Rate
 from adapter.store.memory import MemoryStore
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.messages import InboundMessage
+from tests.servers import wait_for
 
 ACCOUNT_SID = "AC" + "6" * 32
 AUTH_TOKEN = "catch-up-unit-token"
@@ -201,3 +202,38 @@ async def test_one_replica_at_a_time_lists(harness: Harness) -> None:
 
     await first.stop()  # hands the lease over at once
     assert (await second.run_round()).held_lease
+
+
+class UnreachableAtFirst(httpx.AsyncBaseTransport):
+    """Twilio as a network that is not up yet: the first `failures` requests are refused."""
+
+    def __init__(self, behind: httpx.AsyncBaseTransport, failures: int) -> None:
+        self.behind = behind
+        self.failures = failures
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failures > 0:
+            self.failures -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.behind.handle_async_request(request)
+
+
+async def test_a_round_that_found_twilio_unreachable_is_retried_long_before_the_interval(
+    harness: Harness,
+) -> None:
+    harness.received(ALICE, "sent while we were down", ago(minutes=5))
+    config = EmulatorConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, numbers=[OURS])
+    app = create_emulator_app(config, harness.state)
+    flaky = UnreachableAtFirst(httpx.ASGITransport(app=app), failures=2)
+    async with httpx.AsyncClient(transport=flaky) as http:
+        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
+        harness.client = TwilioClient(credentials, BASE, http=http)
+        worker = harness.worker(interval=timedelta(hours=1))
+        worker.start()
+        try:
+            # The interval is an hour: only a retry can bring the text in.
+            await wait_for(harness.store.pending_inbound_count, timeout=20)
+        finally:
+            await worker.stop()
+    assert flaky.failures == 0
+    assert await harness.bodies_pending() == [(ALICE, "sent while we were down", False)]
