@@ -11,7 +11,7 @@ import pytest
 
 from adapter.delivery.events import ChannelEvents
 from adapter.delivery.retention import RetentionWorker
-from adapter.store.base import HistoryEntry, ReplyDraft
+from adapter.store.base import HistoryEntry, ReplyDraft, StoreError
 from adapter.store.sqlite import SQLiteStore
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -106,6 +106,48 @@ async def test_the_running_worker_deletes_at_start_and_stops_cleanly(store: SQLi
     finally:
         await worker.stop()
     assert await store.read_history("+15550001111|+15550002222", limit=10) == []
+
+
+class GoesAwayOnce:
+    """The store, whose first delete fails as a store that went away does."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.store = store
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def delete_older_than(self, *args: object, **kwargs: object) -> int:
+        if not self.failed:
+            self.failed = True
+            raise StoreError("database is locked")
+        return await self.store.delete_older_than(*args, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_store_that_goes_away_mid_round_is_tried_again_soon_and_nothing_recent_goes(
+    store: SQLiteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    await store.save_history([entry(1, START), entry(2, datetime.now(UTC))])
+    events = CountingEvents()
+    flaky = GoesAwayOnce(store)
+    # An hour between rounds: only the retry after the failure can delete the old row.
+    worker = RetentionWorker(
+        flaky,  # type: ignore[arg-type]
+        timedelta(days=1),
+        interval=timedelta(hours=1),
+        events=events,
+    )
+    worker.start()
+    try:
+        async with asyncio.timeout(10):
+            await events.deleted.wait()
+    finally:
+        await worker.stop()
+    assert flaky.failed
+    assert "could not delete old rows (database is locked)" in caplog.text
+    [kept] = await store.read_history("+15550001111|+15550002222", limit=10)
+    assert kept.sid == "SM0002"
 
 
 def test_a_retention_that_is_not_positive_is_refused(tmp_path: Path) -> None:
