@@ -275,12 +275,13 @@ class Context:
             )
 
     def _options(self, **given: Any) -> SendOptions:
-        try:
-            options = SendOptions(**given).merged_over(self._send_defaults)
-            options.check_sender(messaging_service_sid=self._reply_service, now=self._clock())
-        except InvalidSendOption as error:
-            raise InvalidReplyOption(error.argument, f"ctx.reply() {error}") from None
-        return options
+        return checked_send_options(
+            "ctx.reply()",
+            given,
+            defaults=self._send_defaults,
+            messaging_service_sid=self._reply_service,
+            now=self._clock(),
+        )
 
     def segments(self, text: str, *, smart_encoded: bool | None = None) -> int:
         """The SMS segments `ctx.reply(text)` would be billed as, all its parts together;
@@ -348,6 +349,27 @@ class _Done:
 
 
 _DONE = _Done()
+
+
+def checked_send_options(
+    caller: str,
+    given: Mapping[str, Any],
+    *,
+    messaging_service_sid: str | None,
+    now: datetime,
+    defaults: SendOptions | None = None,
+) -> SendOptions:
+    """The send options given to `caller` (`ctx.reply()`, `send_text()`), over `defaults`,
+    checked for the sender and the moment: a bad one raises InvalidReplyOption naming it,
+    so replies and proactive texts refuse options the same way."""
+    try:
+        options = SendOptions.of(**given)
+        if defaults is not None:
+            options = options.merged_over(defaults)
+        options.check_sender(messaging_service_sid=messaging_service_sid, now=now)
+    except InvalidSendOption as error:
+        raise InvalidReplyOption(error.argument, f"{caller} {error}") from None
+    return options
 
 
 def _checked_media(media: Sequence[str]) -> tuple[str, ...]:

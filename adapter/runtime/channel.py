@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from adapter.bot.context import InvalidReplyOption
+from adapter.bot.context import checked_send_options
 from adapter.botframework.bridge import BotFrameworkBridge
 from adapter.botframework.config import BotFrameworkConfig
 from adapter.botframework.records import KEY_PREFIX as BOTFRAMEWORK_RECORD_PREFIX
@@ -56,7 +56,6 @@ from adapter.store.factory import store_for
 from adapter.twilio.account import AccountClient
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.messages import OutboundMessage
-from adapter.twilio.send_options import InvalidSendOption, SendOptions
 from adapter.twilio.signature import SignatureValidator
 
 logger = logging.getLogger("adapter")
@@ -180,20 +179,21 @@ class Channel:
         `adapter.bot.context.InvalidReplyOption` naming it, before anything is queued.
         Raises `adapter.bot.context.RecipientOptedOut` if the person texted STOP to that sender.
         """
-        try:
-            options = SendOptions.of(
-                validity_period=validity_period,
-                max_price=max_price,
-                smart_encoded=smart_encoded,
-                shorten_urls=shorten_urls,
-                send_as_mms=send_as_mms,
-                send_at=send_at,
-                content_sid=content_sid,
-                content_variables=content_variables,
-            )
-            options.check_sender(messaging_service_sid=messaging_service_sid, now=datetime.now(UTC))
-        except InvalidSendOption as error:
-            raise InvalidReplyOption(error.argument, f"send_text() {error}") from None
+        options = checked_send_options(
+            "send_text()",
+            {
+                "validity_period": validity_period,
+                "max_price": max_price,
+                "smart_encoded": smart_encoded,
+                "shorten_urls": shorten_urls,
+                "send_as_mms": send_as_mms,
+                "send_at": send_at,
+                "content_sid": content_sid,
+                "content_variables": content_variables,
+            },
+            messaging_service_sid=messaging_service_sid,
+            now=datetime.now(UTC),
+        )
         message = OutboundMessage(
             to=to,
             body=body,

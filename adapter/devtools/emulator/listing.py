@@ -22,10 +22,10 @@ a limit.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from adapter.devtools.emulator.errors import INVALID_PARAMETER, TwilioApiError
@@ -129,6 +129,39 @@ def paging(query: Mapping[str, str]) -> tuple[int, int]:
     """`Page` and `PageSize` as every Twilio list reads them (20001 if unreadable)."""
     page_size = _integer(query, "PageSize", DEFAULT_PAGE_SIZE, lowest=1)
     return _integer(query, "Page", 0, lowest=0), min(page_size, MAX_PAGE_SIZE)
+
+
+_Item = TypeVar("_Item")
+
+
+def page_slice(items: Sequence[_Item], page: int, size: int) -> tuple[int, Sequence[_Item]]:
+    """Where page `page` of `size` items starts, and its items."""
+    start = page * size
+    return start, items[start : start + size]
+
+
+def numbered_page(
+    key: str,
+    items: Sequence[_Item],
+    page: int,
+    size: int,
+    render: Callable[[_Item], dict[str, Any]],
+    uri: Callable[[int], str],
+) -> dict[str, Any]:
+    """Twilio's list envelope (2010 API) for page `page` of `items`, shown under `key`, for
+    lists paged by number alone (no PageToken); `uri(n)` is page n's address."""
+    start, shown = page_slice(items, page, size)
+    return {
+        key: [render(item) for item in shown],
+        "end": start + len(shown) - 1 if shown else start,
+        "first_page_uri": uri(0),
+        "next_page_uri": uri(page + 1) if start + size < len(items) else None,
+        "page": page,
+        "page_size": size,
+        "previous_page_uri": uri(page - 1) if page > 0 else None,
+        "start": start,
+        "uri": uri(page),
+    }
 
 
 def list_messages(

@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, Route
 
 from adapter.devtools.emulator.errors import not_found
 from adapter.devtools.emulator.hosted_media import HostedMedia
-from adapter.devtools.emulator.listing import paging
+from adapter.devtools.emulator.listing import numbered_page, paging
 from adapter.devtools.emulator.resource import message_uri
 from adapter.twilio.messages import Media
 from adapter.twilio.resources import format_rfc2822
@@ -86,25 +86,15 @@ async def list_media(state: EmulatorState, account_sid: str, request: Request) -
         raise not_found(request.url.path)
     page, size = paging(request.query_params)
     files = state.media.of_message(message_sid)
-    start = page * size
-    shown = files[start : start + size]
     base = f"{message_uri(account_sid, message_sid)}/Media.json"
 
     def uri(number: int) -> str:
         return f"{base}?PageSize={size}&Page={number}"
 
     return JSONResponse(
-        {
-            "media_list": [media_json(hosted, account_sid) for hosted in shown],
-            "end": start + len(shown) - 1 if shown else start,
-            "first_page_uri": uri(0),
-            "next_page_uri": uri(page + 1) if start + size < len(files) else None,
-            "page": page,
-            "page_size": size,
-            "previous_page_uri": uri(page - 1) if page > 0 else None,
-            "start": start,
-            "uri": uri(page),
-        }
+        numbered_page(
+            "media_list", files, page, size, lambda hosted: media_json(hosted, account_sid), uri
+        )
     )
 
 

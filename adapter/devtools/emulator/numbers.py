@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapter.devtools.emulator.config import EmulatorConfig
-from adapter.devtools.emulator.listing import paging
+from adapter.devtools.emulator.listing import numbered_page, paging
 from adapter.devtools.emulator.resource import account_uri
 from adapter.twilio.client import API_VERSION
 from adapter.twilio.resources import format_rfc2822
@@ -61,26 +61,20 @@ async def list_incoming_numbers(config: EmulatorConfig, request: Request) -> Res
         if _number_matches(number, query.get("PhoneNumber"))
         and (query.get("FriendlyName") or "") in _friendly_name(number)
     ]
-    start = page * page_size
-    shown = matching[start : start + page_size]
 
     def page_uri(index: int) -> str:
         params = [*filters, ("PageSize", str(page_size)), ("Page", str(index))]
         return f"{account_uri(config.account_sid)}/IncomingPhoneNumbers.json?{urlencode(params)}"
 
-    more = start + page_size < len(matching)
     return JSONResponse(
-        {
-            "incoming_phone_numbers": [_number_json(config, number) for number in shown],
-            "end": start + len(shown) - 1 if shown else start,
-            "first_page_uri": page_uri(0),
-            "next_page_uri": page_uri(page + 1) if more else None,
-            "page": page,
-            "page_size": page_size,
-            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
-            "start": start,
-            "uri": page_uri(page),
-        }
+        numbered_page(
+            "incoming_phone_numbers",
+            matching,
+            page,
+            page_size,
+            lambda number: _number_json(config, number),
+            page_uri,
+        )
     )
 
 

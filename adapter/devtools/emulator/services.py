@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from adapter.devtools.emulator.config import EmulatorConfig
 from adapter.devtools.emulator.countries import country_of
 from adapter.devtools.emulator.errors import not_found
-from adapter.devtools.emulator.listing import paging
+from adapter.devtools.emulator.listing import page_slice, paging
 from adapter.devtools.emulator.numbers import CREATED, number_sid
 
 SERVICES_PATH = "/v1/Services"
@@ -73,8 +73,7 @@ async def fetch_service(config: EmulatorConfig, request: Request) -> Response:
 async def list_service_numbers(config: EmulatorConfig, request: Request) -> Response:
     sid, members = _members(config, request)
     page, page_size = paging(request.query_params)
-    start = page * page_size
-    shown = members[start : start + page_size]
+    start, shown = page_slice(members, page, page_size)
     base = f"https://messaging.twilio.com{SERVICES_PATH}/{sid}/PhoneNumbers"
 
     def page_url(index: int) -> str:
