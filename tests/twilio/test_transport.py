@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -20,6 +17,7 @@ import pytest
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import TwilioApiError, TwilioTransportError
 from adapter.twilio.transport import AiohttpTransport
+from tests.twilio.loopback import Request, loopback
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "token-that-must-stay-secret"
@@ -33,68 +31,6 @@ MESSAGE = {
     "direction": "outbound-api",
     "date_created": "Sun, 06 Dec 2026 03:00:00 +0000",
 }
-
-
-@dataclass
-class Request:
-    head: list[bytes]
-    body: bytes
-
-    def header(self, name: bytes) -> list[bytes]:
-        return [
-            line.partition(b":")[2].strip()
-            for line in self.head[1:]
-            if line.partition(b":")[0].strip().lower() == name
-        ]
-
-
-Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
-
-
-@dataclass
-class LoopbackServer:
-    """Reads HTTP/1.1 requests off keep-alive connections; `handler` answers (or not)."""
-
-    handler: Handler
-    requests: list[Request] = field(default_factory=list)
-    connections: int = 0
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.tasks.append(task)  # type: ignore[arg-type]
-        self.connections += 1
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                lines = head[:-4].split(b"\r\n")
-                request = Request(lines, b"")
-                length = int((request.header(b"content-length") or [b"0"])[0])
-                request.body = await reader.readexactly(length)
-                self.requests.append(request)
-                if not await self.handler(request, writer):
-                    return
-        finally:
-            writer.close()
-
-
-@asynccontextmanager
-async def loopback(handler: Handler) -> AsyncIterator[tuple[LoopbackServer, str]]:
-    state = LoopbackServer(handler)
-    server = await asyncio.start_server(state.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield state, f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in state.tasks:
-            task.cancel()
-        await asyncio.gather(*state.tasks, return_exceptions=True)
-        await server.wait_closed()
 
 
 def answer(status: int, body: bytes, *extra: bytes) -> bytes:
