@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import TwilioApiError, TwilioTransportError
 from adapter.twilio.transport import AiohttpTransport
-from tests.twilio.loopback import Request, loopback
+from tests.twilio.loopback import Handler, LoopbackServer, Request, loopback
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "token-that-must-stay-secret"
@@ -31,6 +32,8 @@ MESSAGE = {
     "direction": "outbound-api",
     "date_created": "Sun, 06 Dec 2026 03:00:00 +0000",
 }
+
+E = TypeVar("E", bound=Exception)
 
 
 def answer(status: int, body: bytes, *extra: bytes) -> bytes:
@@ -53,6 +56,15 @@ def twilio_at(base_url: str, *, timeout: float = 2.0) -> TwilioClient:
 
 async def send(twilio: TwilioClient, body: str = "héllo & bye") -> object:
     return await twilio.send_message(to="+15558675310", from_="+15017122661", body=body)
+
+
+async def failed_send(handler: Handler, error: type[E]) -> tuple[E, LoopbackServer]:
+    """Sends one text to a server answering with `handler`; the `error` it raises."""
+    async with asyncio.timeout(10), loopback(handler) as (server, base_url):
+        async with twilio_at(base_url) as twilio:
+            with pytest.raises(error) as caught:
+                await send(twilio)
+    return caught.value, server
 
 
 async def test_twilio_receives_the_same_request_through_either_pool() -> None:
@@ -94,11 +106,8 @@ async def test_a_compressed_error_answer_is_read_as_twilios_json() -> None:
         await writer.drain()
         return True
 
-    async with asyncio.timeout(10), loopback(rejected) as (_, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioApiError) as caught:
-                await send(twilio)
-    assert (caught.value.status, caught.value.code) == (400, 21211)
+    failure, _ = await failed_send(rejected, TwilioApiError)
+    assert (failure.status, failure.code) == (400, 21211)
 
 
 async def test_an_answer_that_is_not_http_is_ambiguous() -> None:
@@ -107,11 +116,8 @@ async def test_an_answer_that_is_not_http_is_ambiguous() -> None:
         await writer.drain()
         return False
 
-    async with asyncio.timeout(10), loopback(garbage) as (server, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioTransportError) as caught:
-                await send(twilio)
-    assert caught.value.ambiguous is True
+    failure, server = await failed_send(garbage, TwilioTransportError)
+    assert failure.ambiguous is True
     assert len(server.requests) == 1
 
 
@@ -120,11 +126,8 @@ async def test_a_reset_after_the_request_arrived_is_ambiguous() -> None:
         writer.transport.abort()  # RST, not FIN
         return False
 
-    async with asyncio.timeout(10), loopback(reset) as (server, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioTransportError) as caught:
-                await send(twilio)
-    assert caught.value.ambiguous is True
+    failure, server = await failed_send(reset, TwilioTransportError)
+    assert failure.ambiguous is True
     assert len(server.requests) == 1
 
 
@@ -134,11 +137,8 @@ async def test_a_cut_short_answer_is_ambiguous() -> None:
         await writer.drain()
         return False
 
-    async with asyncio.timeout(10), loopback(cut) as (_, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioTransportError) as caught:
-                await send(twilio)
-    assert caught.value.ambiguous is True
+    failure, _ = await failed_send(cut, TwilioTransportError)
+    assert failure.ambiguous is True
 
 
 async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
