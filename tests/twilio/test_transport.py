@@ -22,6 +22,7 @@ from tests.twilio.loopback import Handler, LoopbackServer, Request, loopback
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "token-that-must-stay-secret"
+CREDENTIALS = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
 MESSAGE = {
     "sid": "SM" + "1" * 32,
     "account_sid": ACCOUNT_SID,
@@ -49,9 +50,7 @@ async def created(request: Request, writer: asyncio.StreamWriter) -> bool:
 
 
 def twilio_at(base_url: str, *, timeout: float = 2.0) -> TwilioClient:
-    return TwilioClient(
-        Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN), base_url, timeout=timeout
-    )
+    return TwilioClient(CREDENTIALS, base_url, timeout=timeout)
 
 
 async def send(twilio: TwilioClient, body: str = "héllo & bye") -> object:
@@ -71,9 +70,8 @@ async def test_twilio_receives_the_same_request_through_either_pool() -> None:
     async with asyncio.timeout(10), loopback(created) as (server, base_url):
         async with twilio_at(base_url) as ours:
             sent = await send(ours)
-        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         async with httpx.AsyncClient() as http:
-            await send(TwilioClient(credentials, base_url, http=http))
+            await send(TwilioClient(CREDENTIALS, base_url, http=http))
 
     ours_request, httpx_request = server.requests
     assert ours_request.head[0] == httpx_request.head[0]
@@ -148,12 +146,11 @@ async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
         await release.wait()
         return await created(request, writer)
 
-    credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
     async with asyncio.timeout(10), loopback(stall) as (server, base_url):
         http = httpx.AsyncClient(transport=AiohttpTransport(max_connections=1))
         async with http:
-            patient = TwilioClient(credentials, base_url, http=http, timeout=5)
-            hasty = TwilioClient(credentials, base_url, http=http, timeout=0.3)
+            patient = TwilioClient(CREDENTIALS, base_url, http=http, timeout=5)
+            hasty = TwilioClient(CREDENTIALS, base_url, http=http, timeout=0.3)
             first = asyncio.create_task(send(patient, "first"))
             await asyncio.sleep(0.1)  # the only connection is now busy with it
             with pytest.raises(TwilioTransportError) as caught:
@@ -167,12 +164,11 @@ async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
 async def test_a_closed_pool_refuses_requests_and_leaves_no_connection_open() -> None:
     transport = AiohttpTransport()
     async with asyncio.timeout(10), loopback(created) as (server, base_url):
-        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         http = httpx.AsyncClient(transport=transport)
-        await send(TwilioClient(credentials, base_url, http=http))
+        await send(TwilioClient(CREDENTIALS, base_url, http=http))
         await http.aclose()
         with pytest.raises(RuntimeError, match="closed"):
-            await send(TwilioClient(credentials, base_url, http=http))
+            await send(TwilioClient(CREDENTIALS, base_url, http=http))
         await asyncio.sleep(0.1)
         # The server saw its keep-alive connection end when the pool closed.
         assert all(task.done() for task in server.tasks)
@@ -187,11 +183,10 @@ async def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(
         monkeypatch.setenv("NO_PROXY", "direct.invalid")
         monkeypatch.delenv("http_proxy", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
-            await send(TwilioClient(credentials, "http://api.twilio.invalid", http=http))
+            await send(TwilioClient(CREDENTIALS, "http://api.twilio.invalid", http=http))
             with pytest.raises(TwilioTransportError) as caught:
-                await send(TwilioClient(credentials, "http://direct.invalid", http=http))
+                await send(TwilioClient(CREDENTIALS, "http://direct.invalid", http=http))
     (through_proxy,) = proxy.requests
     assert through_proxy.head[0].startswith(b"POST http://api.twilio.invalid/2010-04-01/")
     assert caught.value.ambiguous is False  # direct.invalid does not resolve: never sent
