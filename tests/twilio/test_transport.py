@@ -88,6 +88,7 @@ async def test_connections_are_kept_alive_and_shared() -> None:
         async with twilio_at(base_url) as twilio:
             for _ in range(20):
                 await send(twilio)
+            assert server.connections == 1  # texts sent one after another share one connection
             await asyncio.gather(*(send(twilio) for _ in range(50)))
     assert len(server.requests) == 70
     assert server.connections <= 50  # one per request in flight at most, never per text
