@@ -31,6 +31,9 @@ from adapter.twilio.errors import (
     TwilioTransportError,
 )
 from adapter.twilio.resources import MessageResource, format_rfc2822, parse_rfc2822
+from tests.twilio.loopback import Handler as RawHandler
+from tests.twilio.loopback import Request as ReceivedRequest
+from tests.twilio.loopback import loopback
 
 ACCOUNT_SID = "AC" + "a" * 32
 API_KEY_SID = "SK" + "b" * 32
@@ -527,44 +530,13 @@ async def test_an_unreadable_success_is_treated_as_maybe_sent(answer: httpx.Resp
 # --- Real sockets --------------------------------------------------------------------
 
 
-@dataclass
-class SilentServer:
-    """A loopback HTTP server that reads whole requests and never answers properly."""
-
-    behaviour: str  # "hang-up" closes after reading; "stall" keeps the socket open
-    received: list[bytes] = field(default_factory=list)
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    handlers: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.append(task)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        body = await reader.readexactly(length)
-        self.received.append(head + body)
-        if self.behaviour == "stall":
-            await self.release.wait()
-        writer.close()
+async def hang_up(request: ReceivedRequest, writer: asyncio.StreamWriter) -> bool:
+    return False  # closes the connection after reading the whole request
 
 
-@asynccontextmanager
-async def silent_server(behaviour: str) -> AsyncIterator[tuple[SilentServer, str]]:
-    state = SilentServer(behaviour)
-    server = await asyncio.start_server(state.handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield state, f"http://127.0.0.1:{port}"
-    finally:
-        state.release.set()
-        server.close()
-        await server.wait_closed()
-        await asyncio.gather(*state.handlers)
+async def stall(request: ReceivedRequest, writer: asyncio.StreamWriter) -> bool:
+    await asyncio.Event().wait()  # keeps the socket open, unanswered, until the server stops
+    return False
 
 
 def free_port() -> int:
@@ -599,20 +571,20 @@ async def test_connection_refused_is_not_ambiguous(pool: str) -> None:
 
 
 @POOLS
-@pytest.mark.parametrize("behaviour", ["hang-up", "stall"])
+@pytest.mark.parametrize("behaviour", [hang_up, stall], ids=["hang-up", "stall"])
 async def test_a_request_that_arrived_but_got_no_answer_is_ambiguous(
-    behaviour: str, pool: str
+    behaviour: RawHandler, pool: str
 ) -> None:
-    async with asyncio.timeout(10), silent_server(behaviour) as (server, base_url):
+    async with asyncio.timeout(10), loopback(behaviour) as (server, base_url):
         async with real_client(base_url, pool) as twilio:
             with pytest.raises(TwilioTransportError) as caught:
                 await _send(twilio)
 
     assert caught.value.ambiguous is True
     # And indeed the server had the whole request: sending again could duplicate it.
-    (request,) = server.received
-    assert request.startswith(f"POST {MESSAGES_PATH} HTTP/1.1".encode())
-    assert request.endswith(b"To=%2B15558675310&From=%2B15017122661&Body=x")
+    (request,) = server.requests
+    assert request.head[0].startswith(f"POST {MESSAGES_PATH} HTTP/1.1".encode())
+    assert request.body.endswith(b"To=%2B15558675310&From=%2B15017122661&Body=x")
 
 
 # --- Secrets -------------------------------------------------------------------------

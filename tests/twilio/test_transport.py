@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -20,9 +18,11 @@ import pytest
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import TwilioApiError, TwilioTransportError
 from adapter.twilio.transport import AiohttpTransport
+from tests.twilio.loopback import Handler, LoopbackServer, Request, loopback
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "token-that-must-stay-secret"
+CREDENTIALS = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
 MESSAGE = {
     "sid": "SM" + "1" * 32,
     "account_sid": ACCOUNT_SID,
@@ -34,67 +34,7 @@ MESSAGE = {
     "date_created": "Sun, 06 Dec 2026 03:00:00 +0000",
 }
 
-
-@dataclass
-class Request:
-    head: list[bytes]
-    body: bytes
-
-    def header(self, name: bytes) -> list[bytes]:
-        return [
-            line.partition(b":")[2].strip()
-            for line in self.head[1:]
-            if line.partition(b":")[0].strip().lower() == name
-        ]
-
-
-Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
-
-
-@dataclass
-class LoopbackServer:
-    """Reads HTTP/1.1 requests off keep-alive connections; `handler` answers (or not)."""
-
-    handler: Handler
-    requests: list[Request] = field(default_factory=list)
-    connections: int = 0
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self.tasks.append(task)  # type: ignore[arg-type]
-        self.connections += 1
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return
-                lines = head[:-4].split(b"\r\n")
-                request = Request(lines, b"")
-                length = int((request.header(b"content-length") or [b"0"])[0])
-                request.body = await reader.readexactly(length)
-                self.requests.append(request)
-                if not await self.handler(request, writer):
-                    return
-        finally:
-            writer.close()
-
-
-@asynccontextmanager
-async def loopback(handler: Handler) -> AsyncIterator[tuple[LoopbackServer, str]]:
-    state = LoopbackServer(handler)
-    server = await asyncio.start_server(state.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield state, f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        for task in state.tasks:
-            task.cancel()
-        await asyncio.gather(*state.tasks, return_exceptions=True)
-        await server.wait_closed()
+E = TypeVar("E", bound=Exception)
 
 
 def answer(status: int, body: bytes, *extra: bytes) -> bytes:
@@ -110,22 +50,28 @@ async def created(request: Request, writer: asyncio.StreamWriter) -> bool:
 
 
 def twilio_at(base_url: str, *, timeout: float = 2.0) -> TwilioClient:
-    return TwilioClient(
-        Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN), base_url, timeout=timeout
-    )
+    return TwilioClient(CREDENTIALS, base_url, timeout=timeout)
 
 
 async def send(twilio: TwilioClient, body: str = "héllo & bye") -> object:
     return await twilio.send_message(to="+15558675310", from_="+15017122661", body=body)
 
 
+async def failed_send(handler: Handler, error: type[E]) -> tuple[E, LoopbackServer]:
+    """Sends one text to a server answering with `handler`; the `error` it raises."""
+    async with asyncio.timeout(10), loopback(handler) as (server, base_url):
+        async with twilio_at(base_url) as twilio:
+            with pytest.raises(error) as caught:
+                await send(twilio)
+    return caught.value, server
+
+
 async def test_twilio_receives_the_same_request_through_either_pool() -> None:
     async with asyncio.timeout(10), loopback(created) as (server, base_url):
         async with twilio_at(base_url) as ours:
             sent = await send(ours)
-        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         async with httpx.AsyncClient() as http:
-            await send(TwilioClient(credentials, base_url, http=http))
+            await send(TwilioClient(CREDENTIALS, base_url, http=http))
 
     ours_request, httpx_request = server.requests
     assert ours_request.head[0] == httpx_request.head[0]
@@ -142,6 +88,7 @@ async def test_connections_are_kept_alive_and_shared() -> None:
         async with twilio_at(base_url) as twilio:
             for _ in range(20):
                 await send(twilio)
+            assert server.connections == 1  # texts sent one after another share one connection
             await asyncio.gather(*(send(twilio) for _ in range(50)))
     assert len(server.requests) == 70
     assert server.connections <= 50  # one per request in flight at most, never per text
@@ -158,11 +105,8 @@ async def test_a_compressed_error_answer_is_read_as_twilios_json() -> None:
         await writer.drain()
         return True
 
-    async with asyncio.timeout(10), loopback(rejected) as (_, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioApiError) as caught:
-                await send(twilio)
-    assert (caught.value.status, caught.value.code) == (400, 21211)
+    failure, _ = await failed_send(rejected, TwilioApiError)
+    assert (failure.status, failure.code) == (400, 21211)
 
 
 async def test_an_answer_that_is_not_http_is_ambiguous() -> None:
@@ -171,11 +115,8 @@ async def test_an_answer_that_is_not_http_is_ambiguous() -> None:
         await writer.drain()
         return False
 
-    async with asyncio.timeout(10), loopback(garbage) as (server, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioTransportError) as caught:
-                await send(twilio)
-    assert caught.value.ambiguous is True
+    failure, server = await failed_send(garbage, TwilioTransportError)
+    assert failure.ambiguous is True
     assert len(server.requests) == 1
 
 
@@ -184,11 +125,8 @@ async def test_a_reset_after_the_request_arrived_is_ambiguous() -> None:
         writer.transport.abort()  # RST, not FIN
         return False
 
-    async with asyncio.timeout(10), loopback(reset) as (server, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioTransportError) as caught:
-                await send(twilio)
-    assert caught.value.ambiguous is True
+    failure, server = await failed_send(reset, TwilioTransportError)
+    assert failure.ambiguous is True
     assert len(server.requests) == 1
 
 
@@ -198,11 +136,8 @@ async def test_a_cut_short_answer_is_ambiguous() -> None:
         await writer.drain()
         return False
 
-    async with asyncio.timeout(10), loopback(cut) as (_, base_url):
-        async with twilio_at(base_url) as twilio:
-            with pytest.raises(TwilioTransportError) as caught:
-                await send(twilio)
-    assert caught.value.ambiguous is True
+    failure, _ = await failed_send(cut, TwilioTransportError)
+    assert failure.ambiguous is True
 
 
 async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
@@ -212,12 +147,11 @@ async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
         await release.wait()
         return await created(request, writer)
 
-    credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
     async with asyncio.timeout(10), loopback(stall) as (server, base_url):
         http = httpx.AsyncClient(transport=AiohttpTransport(max_connections=1))
         async with http:
-            patient = TwilioClient(credentials, base_url, http=http, timeout=5)
-            hasty = TwilioClient(credentials, base_url, http=http, timeout=0.3)
+            patient = TwilioClient(CREDENTIALS, base_url, http=http, timeout=5)
+            hasty = TwilioClient(CREDENTIALS, base_url, http=http, timeout=0.3)
             first = asyncio.create_task(send(patient, "first"))
             await asyncio.sleep(0.1)  # the only connection is now busy with it
             with pytest.raises(TwilioTransportError) as caught:
@@ -231,12 +165,11 @@ async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
 async def test_a_closed_pool_refuses_requests_and_leaves_no_connection_open() -> None:
     transport = AiohttpTransport()
     async with asyncio.timeout(10), loopback(created) as (server, base_url):
-        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         http = httpx.AsyncClient(transport=transport)
-        await send(TwilioClient(credentials, base_url, http=http))
+        await send(TwilioClient(CREDENTIALS, base_url, http=http))
         await http.aclose()
         with pytest.raises(RuntimeError, match="closed"):
-            await send(TwilioClient(credentials, base_url, http=http))
+            await send(TwilioClient(CREDENTIALS, base_url, http=http))
         await asyncio.sleep(0.1)
         # The server saw its keep-alive connection end when the pool closed.
         assert all(task.done() for task in server.tasks)
@@ -251,11 +184,10 @@ async def test_the_environments_proxy_is_used_unless_no_proxy_names_the_host(
         monkeypatch.setenv("NO_PROXY", "direct.invalid")
         monkeypatch.delenv("http_proxy", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        credentials = Credentials(ACCOUNT_SID, ACCOUNT_SID, AUTH_TOKEN)
         async with httpx.AsyncClient(transport=AiohttpTransport()) as http:
-            await send(TwilioClient(credentials, "http://api.twilio.invalid", http=http))
+            await send(TwilioClient(CREDENTIALS, "http://api.twilio.invalid", http=http))
             with pytest.raises(TwilioTransportError) as caught:
-                await send(TwilioClient(credentials, "http://direct.invalid", http=http))
+                await send(TwilioClient(CREDENTIALS, "http://direct.invalid", http=http))
     (through_proxy,) = proxy.requests
     assert through_proxy.head[0].startswith(b"POST http://api.twilio.invalid/2010-04-01/")
     assert caught.value.ambiguous is False  # direct.invalid does not resolve: never sent
