@@ -18,6 +18,7 @@ import pytest
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import TwilioApiError, TwilioTransportError
 from adapter.twilio.transport import AiohttpTransport
+from tests.servers import wait_for
 from tests.twilio.loopback import Handler, LoopbackServer, Request, loopback
 
 ACCOUNT_SID = "AC" + "a" * 32
@@ -153,7 +154,8 @@ async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
             patient = TwilioClient(CREDENTIALS, base_url, http=http, timeout=5)
             hasty = TwilioClient(CREDENTIALS, base_url, http=http, timeout=0.3)
             first = asyncio.create_task(send(patient, "first"))
-            await asyncio.sleep(0.1)  # the only connection is now busy with it
+            # Once the server has it, the only connection is busy with it.
+            await wait_for(lambda: server.requests)
             with pytest.raises(TwilioTransportError) as caught:
                 await send(hasty, "second")
             release.set()
@@ -170,9 +172,9 @@ async def test_a_closed_pool_refuses_requests_and_leaves_no_connection_open() ->
         await http.aclose()
         with pytest.raises(RuntimeError, match="closed"):
             await send(TwilioClient(CREDENTIALS, base_url, http=http))
-        await asyncio.sleep(0.1)
-        # The server saw its keep-alive connection end when the pool closed.
-        assert all(task.done() for task in server.tasks)
+        # The server sees its keep-alive connection end when the pool closes (its task
+        # returns); a connection left open would hold this wait until the timeout.
+        await asyncio.gather(*server.tasks)
     assert (len(server.requests), server.connections) == (1, 1)
 
 
