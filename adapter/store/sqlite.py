@@ -1,11 +1,11 @@
-"""The store in one SQLite file, written by one thread that commits in groups.
+"""The store in one SQLite file, written through one connection that commits in groups.
 
-Why one thread: a sqlite3 connection cannot be shared between threads and SQLite
-admits one writer at a time anyway. Funnelling every call through one thread lets it
-run whatever has queued up in ONE transaction, so a burst of webhooks costs one fsync
-instead of one each, while a SAVEPOINT per call keeps a failing call from failing
-the others of its batch. A call's future resolves only after its batch has committed,
-so "returned" always means "durable".
+SQLite admits one writer at a time, so every write goes through one connection, which
+runs whatever has queued up in ONE transaction (`sqlite_writer.py`): a burst of
+webhooks costs one fsync instead of one each, a SAVEPOINT per call keeps a failing call
+from failing the others of its batch, and a call's future resolves only after its
+batch has committed, so "returned" always means "durable". Point reads go through a
+second, read-only connection and do not wait behind writes (`sqlite_reads.py`).
 
 Behaviour the contract leaves open, chosen here and pinned by the contract suite:
 
@@ -19,18 +19,14 @@ Behaviour the contract leaves open, chosen here and pinned by the contract suite
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from adapter.store.base import (
     STATUS_WATCH_WINDOW,
@@ -53,6 +49,8 @@ from adapter.store.rows import (
     read_row,
     save_history_sql,
 )
+from adapter.store.sqlite_reads import NOT_READ, LoopReader
+from adapter.store.sqlite_writer import GroupCommitWriter
 from adapter.twilio.statuses import FINAL_STATUSES
 
 T = TypeVar("T")
@@ -60,10 +58,6 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
-
-# Enough to amortise one fsync over a burst, small enough that the first call of a
-# batch does not wait behind thousands of others.
-MAX_BATCH = 500
 
 # MIGRATIONS[n] takes a file from `PRAGMA user_version` n to n + 1, in one transaction.
 # Never edit an entry that has been released: append a new one.
@@ -250,7 +244,8 @@ class SQLiteStore(Store):
         self.path = os.fspath(path)
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
-        self._writer = _Writer(self._connect, self._error)
+        self._writer = GroupCommitWriter(self._connect, self._error, busy_timeout)
+        self._reader = LoopReader()
 
     @property
     def commits(self) -> int:
@@ -259,9 +254,19 @@ class SQLiteStore(Store):
 
     async def open(self) -> None:
         await self._writer.start(name=f"sqlite-store:{self.path}")
+        self._reader.open(self.path)  # after the writer has created and migrated the file
 
     async def close(self) -> None:
+        self._reader.close()
         await self._writer.stop()
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """A one-statement read: on this thread's own connection when it can be read
+        there without waiting (sqlite_reads.py), otherwise through the writer."""
+        value = self._reader.read(work)
+        if value is NOT_READ:
+            return await self._writer.run(work, single_statement=True)
+        return value  # type: ignore[return-value]
 
     # --- inbound -----------------------------------------------------------------
 
@@ -384,7 +389,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return {} if row is None else decode(row["state"])
 
-        return await self._writer.run(load, single_statement=True)
+        return await self._read(load)
 
     async def save_state(self, conversation: str, state: dict[str, Any]) -> None:
         encoded = encode(state)
@@ -606,7 +611,7 @@ class SQLiteStore(Store):
             ).fetchone()
             return bool(row is not None and row["opted_out"])
 
-        return await self._writer.run(read, single_statement=True)
+        return await self._read(read)
 
     # --- conversation history cache ------------------------------------------------
 
@@ -827,7 +832,13 @@ class SQLiteStore(Store):
     def _connect(self) -> sqlite3.Connection:
         """Open, configure and migrate the file; runs on the writer thread."""
         try:
-            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            # The writer opens it on its commit thread and writes on the event loop's.
+            db = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except sqlite3.Error as exc:
             raise self._open_error(exc) from exc
         try:
@@ -878,177 +889,6 @@ class SQLiteStore(Store):
         return StoreError(f"SQLite store {self.path}: {exc}")
 
 
-# --- the writer thread -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Call(Generic[T]):
-    work: Callable[[sqlite3.Connection], T]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[T]
-    # A call that changes at most one statement's worth needs no savepoint: SQLite undoes
-    # a failed statement by itself, and reads change nothing. Skipping it matters on the
-    # paths every text takes (two fewer statements per call).
-    single_statement: bool = False
-
-
-@dataclass(frozen=True)
-class _Stop:
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    value: Any = None
-    error: BaseException | None = None
-
-
-class _Writer:
-    """Owns the connection on its own thread and runs calls on it in group commits."""
-
-    def __init__(
-        self,
-        connect: Callable[[], sqlite3.Connection],
-        translate: Callable[[sqlite3.Error], StoreError],
-    ) -> None:
-        self._connect = connect
-        self._translate = translate
-        self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Call[Any] | _Stop] | None = None
-        self._thread: threading.Thread | None = None
-        self.commits = 0
-
-    async def start(self, name: str) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the store is already open")
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = loop.create_future()
-        calls: queue.SimpleQueue[_Call[Any] | _Stop] = queue.SimpleQueue()
-        # A daemon: a process that exits without close() must not hang on this thread;
-        # SQLite's journal makes being cut off mid-transaction safe.
-        thread = threading.Thread(
-            target=self._serve, args=(calls, loop, ready), name=name, daemon=True
-        )
-        thread.start()
-        try:
-            await ready
-        except BaseException:
-            calls.put(_Stop(loop, loop.create_future()))  # let it go if it did connect
-            raise
-        self.commits = 0
-        self._queue, self._thread = calls, thread
-
-    async def stop(self) -> None:
-        """Run every call already queued, then close the connection and end the thread."""
-        loop = asyncio.get_running_loop()
-        stopped: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            calls, thread = self._queue, self._thread
-            if calls is None or thread is None:
-                return
-            self._queue = self._thread = None
-            calls.put(_Stop(loop, stopped))
-        await stopped
-        thread.join()  # it has only to return
-
-    async def run(
-        self, work: Callable[[sqlite3.Connection], T], *, single_statement: bool = False
-    ) -> T:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        with self._lock:
-            if self._queue is None:
-                raise StoreError("the store is not open")
-            self._queue.put(_Call(work, loop, future, single_statement))
-        return await future
-
-    def _serve(
-        self,
-        calls: queue.SimpleQueue[_Call[Any] | _Stop],
-        loop: asyncio.AbstractEventLoop,
-        ready: asyncio.Future[None],
-    ) -> None:
-        try:
-            db = self._connect()
-        except BaseException as exc:
-            _settle(loop, ready, _Outcome(error=exc))
-            return
-        _settle(loop, ready, _Outcome())
-        stop: _Stop | None = None
-        try:
-            while stop is None:
-                batch: list[_Call[Any]] = []
-                item = calls.get()
-                while True:
-                    if isinstance(item, _Stop):
-                        stop = item
-                        break
-                    batch.append(item)
-                    if len(batch) >= MAX_BATCH:
-                        break
-                    try:
-                        item = calls.get_nowait()
-                    except queue.Empty:
-                        break
-                if batch:
-                    self._run_batch(db, batch)
-        finally:
-            db.close()
-            if stop is not None:
-                _settle(stop.loop, stop.future, _Outcome())
-
-    def _run_batch(self, db: sqlite3.Connection, batch: list[_Call[Any]]) -> None:
-        try:
-            with _transaction(db):
-                outcomes = [
-                    self._run_single(db, call.work)
-                    if call.single_statement
-                    else self._run_in_savepoint(db, call.work)
-                    for call in batch
-                ]
-            self.commits += 1
-        except Exception as exc:
-            # The transaction is gone, and with it every call of the batch: each
-            # caller learns it failed, so nothing is acknowledged that was not kept.
-            logger.warning("SQLite store: a transaction of %d calls failed: %s", len(batch), exc)
-            outcomes = [_Outcome(error=self._for_caller(exc)) for _ in batch]
-        _settle_batch(batch, outcomes)
-
-    def _run_single(
-        self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]
-    ) -> _Outcome:
-        try:
-            return _Outcome(value=work(db))
-        except Exception as exc:
-            if not db.in_transaction:
-                raise
-            return _Outcome(error=self._for_caller(exc))
-
-    def _run_in_savepoint(
-        self, db: sqlite3.Connection, work: Callable[[sqlite3.Connection], Any]
-    ) -> _Outcome:
-        db.execute("SAVEPOINT call")
-        try:
-            value = work(db)
-        except Exception as exc:
-            if not db.in_transaction:
-                # SQLite rolled back the whole transaction (disk full, I/O error).
-                raise
-            db.execute("ROLLBACK TO call")
-            db.execute("RELEASE call")
-            return _Outcome(error=self._for_caller(exc))
-        db.execute("RELEASE call")
-        return _Outcome(value=value)
-
-    def _for_caller(self, exc: Exception) -> Exception:
-        if isinstance(exc, sqlite3.Error):
-            error = self._translate(exc)
-            error.__cause__ = exc
-            return error
-        return exc
-
-
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
     """BEGIN IMMEDIATE ... COMMIT; rolled back if the body or the COMMIT fails."""
@@ -1065,41 +905,6 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
             except sqlite3.Error:
                 logger.exception("SQLite store: ROLLBACK failed")
         raise
-
-
-def _settle(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: _Outcome
-) -> None:
-    """Resolve `future` on its own loop, from the writer thread."""
-    _settle_on(loop, [(future, outcome)])
-
-
-def _settle_batch(batch: list[_Call[Any]], outcomes: list[_Outcome]) -> None:
-    """Resolve a whole batch with one wake-up of each caller's loop (not one per call):
-    under load, waking the event loop once per webhook costs more than the insert."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], _Outcome]]] = {}
-    for call, outcome in zip(batch, outcomes, strict=True):
-        by_loop.setdefault(call.loop, []).append((call.future, outcome))
-    for loop, settled in by_loop.items():
-        _settle_on(loop, settled)
-
-
-def _settle_on(
-    loop: asyncio.AbstractEventLoop, settled: list[tuple[asyncio.Future[Any], _Outcome]]
-) -> None:
-    def settle_all() -> None:
-        for future, outcome in settled:
-            if future.done():  # the caller was cancelled and no longer waits
-                continue
-            if outcome.error is not None:
-                future.set_exception(outcome.error)
-            else:
-                future.set_result(outcome.value)
-
-    try:
-        loop.call_soon_threadsafe(settle_all)
-    except RuntimeError:
-        pass  # the loop is closed: nobody is waiting any more
 
 
 # --- rows and values ---------------------------------------------------------------

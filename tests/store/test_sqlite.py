@@ -1,4 +1,4 @@
-"""What only the SQLite store has: its file, its writer thread, its group commits."""
+"""What only the SQLite store has: its file, its group commits, its loop-side reads."""
 
 from __future__ import annotations
 
@@ -118,6 +118,73 @@ async def test_a_locked_file_fails_the_call_and_keeps_nothing(path: Path) -> Non
         assert await store.pending_inbound_count() == 1
     finally:
         await store.close()
+
+
+async def test_a_locked_file_never_stalls_the_event_loop(path: Path) -> None:
+    """Statements run on the event loop's thread; a lock held by another process must be
+    waited for elsewhere, or every webhook on the server would wait with it."""
+    store = SQLiteStore(path, busy_timeout=5)
+    await store.open()
+    loop = asyncio.get_running_loop()
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = loop.time()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    try:
+        ticking = asyncio.create_task(ticker())
+        with write_locked(path) as other:
+            loop.call_later(0.6, other.execute, "ROLLBACK")  # the other process lets go
+            added = await store.add_inbound("SM1", "A", {"body": "hi"}, now())
+            other.execute("BEGIN IMMEDIATE")  # what write_locked's exit rolls back
+        ticking.cancel()
+        assert added is True
+        assert await store.pending_inbound_count() == 1
+        assert sum(gaps) >= 0.5  # the call did wait for the lock...
+        assert max(gaps) < 0.3  # ...and the loop went on meanwhile
+    finally:
+        await store.close()
+
+
+async def test_reads_do_not_wait_behind_writes_or_another_process(
+    store: SQLiteStore, path: Path
+) -> None:
+    await store.save_state("A", {"step": 1})
+    await store.set_opted_out("+15550001111", "+15552223333", True, "STOP")
+    with write_locked(path):
+        # A write queued behind the other process's lock...
+        blocked = asyncio.create_task(store.save_state("A", {"step": 2}))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        # ...holds up no read, and reads see what was committed, not what waits.
+        assert await store.load_state("A") == {"step": 1}
+        assert await store.is_opted_out("+15550001111", "+15552223333")
+        assert not blocked.done()
+    await blocked
+    assert await store.load_state("A") == {"step": 2}  # and then what was committed since
+
+
+def test_a_store_refuses_an_event_loop_other_than_its_own(path: Path) -> None:
+    store = SQLiteStore(path)
+    other_loop = asyncio.new_event_loop()
+
+    async def open_it() -> None:
+        await store.open()
+
+    async def use_it() -> None:
+        await store.add_inbound("SM1", "A", {}, now())
+
+    other_loop.run_until_complete(open_it())
+    try:
+        with pytest.raises(StoreError, match="another event loop"):
+            asyncio.run(use_it())
+    finally:
+        other_loop.run_until_complete(store.close())
+        other_loop.close()
 
 
 async def test_concurrent_calls_share_one_commit(store: SQLiteStore, path: Path) -> None:
