@@ -8,6 +8,7 @@ message that cannot be named cannot be tracked.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
@@ -22,10 +23,40 @@ def format_rfc2822(moment: datetime) -> str:
     return format_datetime(moment.astimezone(UTC))
 
 
+# How Twilio writes every date ("Thu, 30 Jul 2015 20:12:31 +0000"), read without the
+# general parser: three of these per reply sent, where `parsedate_to_datetime` was a
+# fiftieth of the adapter's CPU.
+_TWILIO_DATE = re.compile(
+    r"[A-Z][a-z]{2}, (\d{2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2}):(\d{2}) \+0000"
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+        start=1,
+    )
+}
+
+
 def parse_rfc2822(text: object) -> datetime | None:
     """Parse an RFC 2822 timestamp to an aware UTC datetime; None if absent or unreadable."""
     if not isinstance(text, str) or not text.strip():
         return None
+    twilio = _TWILIO_DATE.fullmatch(text)
+    if twilio is not None and twilio[2] in _MONTHS:
+        day, month, year, hour, minute, second = twilio.groups()
+        try:
+            return datetime(
+                int(year),
+                _MONTHS[month],
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+                tzinfo=UTC,
+            )
+        except ValueError:
+            return None  # 31 Feb and the like, which the general parser refuses too
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError):
