@@ -4,8 +4,9 @@ Why not httpx's own (httpcore): it spends about 1.4 ms of CPU on each request he
 of it checking every pooled connection for expiry on every request (O(pool size), with a
 `getpeername` per connection) and in its pure-Python HTTP parser. aiohttp's pool and C
 parser do the same request in about a quarter of that
-(`benchmarks/PROFILE.md`). Callers keep httpx's API: `TwilioClient` builds requests and
-reads responses with httpx as before, and tests still lend it an `httpx.MockTransport`.
+(`benchmarks/PROFILE.md`). Callers keep httpx's API (`handle_async_request`), and tests
+still lend `TwilioClient` an `httpx.MockTransport`; only the client's own requests on its
+own pool skip building httpx objects (`exchange`), since that was as costly again.
 
 What matters most here is the mapping of failures. The sender decides from the httpx
 exception's class whether Twilio may have received a Send Message request
@@ -22,8 +23,9 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Final
 
 import aiohttp
@@ -71,48 +73,65 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open_session()
         body = await request.aread()
-        with _as_httpx_errors(request):
+        answer = await self.exchange(
+            request.method,
+            str(request.url),
+            request.headers.multi_items(),
+            body,
+            client_timeout(request.extensions.get("timeout", {})),
+            request_for_errors=lambda: request,
+        )
+        return answer.as_httpx(request)
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]],
+        body: bytes | None,
+        timeout: aiohttp.ClientTimeout,
+        *,
+        request_for_errors: Callable[[], httpx.Request] | None = None,
+    ) -> RawAnswer:
+        """One request without httpx's Request and Response objects, which cost as much
+        CPU as the request itself: the Send Message path, run for every reply, builds
+        neither unless Twilio refuses (`RawAnswer.as_httpx`). Failures are raised as
+        httpx's, as from `handle_async_request`."""
+        session = self._open_session()
+
+        def failed_request() -> httpx.Request:
+            if request_for_errors is not None:
+                return request_for_errors()
+            return httpx.Request(method, url)
+
+        with _as_httpx_errors(failed_request):
             async with session.request(
-                request.method,
-                str(request.url),
-                headers=[(name, value) for name, value in request.headers.multi_items()],
+                method,
+                url,
+                headers=headers,
                 data=body or None,
                 allow_redirects=False,
-                timeout=_timeout(request),
-                proxy=self._proxy_for(request.url),
+                timeout=timeout,
+                proxy=self._proxy_for(url),
             ) as answer:
                 content = await answer.read()
-                headers = [
-                    (name.decode("latin-1"), value.decode("latin-1"))
-                    for name, value in answer.raw_headers
-                    # The body is decoded already: its encoding and length no longer apply
-                    # (httpx sets the length of `content` itself).
-                    if name.lower() not in _FRAMING_HEADERS
-                ]
-                return httpx.Response(
-                    answer.status,
-                    headers=headers,
-                    content=content,
-                    request=request,
-                    extensions={
-                        "http_version": b"HTTP/1.1",
-                        "reason_phrase": (answer.reason or "").encode("latin-1"),
-                    },
-                )
+                return RawAnswer(answer.status, answer.reason or "", answer.raw_headers, content)
 
-    def _proxy_for(self, url: httpx.URL) -> str | None:
+    def _proxy_for(self, url: str) -> str | None:
         """HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY, as httpx reads them."""
         if not self._trust_env:
             return None
-        origin = (url.scheme, url.host)
+        # Keyed by scheme and authority, cut from the text without parsing the URL.
+        scheme, _, rest = url.partition("://")
+        origin = (scheme, rest.partition("/")[0])
         if origin not in self._proxies:
+            parsed = httpx.URL(url)
             proxies = urllib.request.getproxies_environment()
-            proxy = proxies.get(url.scheme) or proxies.get("all")
+            proxy = proxies.get(parsed.scheme) or proxies.get("all")
             # Not in typeshed, but public and documented since Python 3.3.
             bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-            if proxy and bypass(url.host, proxies):
+            if proxy and bypass(parsed.host, proxies):
                 proxy = None
             self._proxies[origin] = proxy or None
         return self._proxies[origin]
@@ -124,9 +143,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
-def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
-    """httpx's per-request timeouts, as aiohttp names them."""
-    timeouts = request.extensions.get("timeout", {})
+def client_timeout(timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's per-request timeouts (`httpx.Timeout.as_dict()`), as aiohttp names them."""
     pool, connect, read = timeouts.get("pool"), timeouts.get("connect"), timeouts.get("read")
     parts = [timeouts.get(name) for name in ("pool", "connect", "write", "read")]
     return aiohttp.ClientTimeout(
@@ -139,30 +157,64 @@ def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RawAnswer:
+    """Twilio's answer, read whole: the status and body, and the headers as received."""
+
+    status: int
+    reason: str
+    raw_headers: tuple[tuple[bytes, bytes], ...]
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def as_httpx(self, request: httpx.Request) -> httpx.Response:
+        headers = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in self.raw_headers
+            # The body is decoded already: its encoding and length no longer apply
+            # (httpx sets the length of `content` itself).
+            if name.lower() not in _FRAMING_HEADERS
+        ]
+        return httpx.Response(
+            self.status,
+            headers=headers,
+            content=self.content,
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": self.reason.encode("latin-1"),
+            },
+        )
+
+
 @contextmanager
-def _as_httpx_errors(request: httpx.Request) -> Iterator[None]:
-    """Re-raise aiohttp's failures as the httpx ones that say whether the request left."""
+def _as_httpx_errors(failed_request: Callable[[], httpx.Request]) -> Iterator[None]:
+    """Re-raise aiohttp's failures as the httpx ones that say whether the request left
+    (`failed_request` builds the request they name, only when one is raised)."""
     try:
         yield
     except httpx.HTTPError:
         raise
     except aiohttp.ClientHttpProxyError as error:  # the proxy refused the tunnel
-        raise httpx.ProxyError(_describe(error), request=request) from error
+        raise httpx.ProxyError(_describe(error), request=failed_request()) from error
     except aiohttp.ConnectionTimeoutError as error:  # no connection within the time
-        raise httpx.ConnectTimeout(_describe(error), request=request) from error
+        raise httpx.ConnectTimeout(_describe(error), request=failed_request()) from error
     except aiohttp.ClientConnectorError as error:  # DNS, refused, TLS, proxy connect
-        raise httpx.ConnectError(_describe(error), request=request) from error
+        raise httpx.ConnectError(_describe(error), request=failed_request()) from error
     except (aiohttp.InvalidUrlClientError, aiohttp.NonHttpUrlClientError) as error:
-        raise httpx.UnsupportedProtocol(_describe(error), request=request) from error
+        raise httpx.UnsupportedProtocol(_describe(error), request=failed_request()) from error
     # From here on the request may have reached Twilio.
     except (TimeoutError, aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as error:
-        raise httpx.ReadTimeout(_describe(error), request=request) from error
+        raise httpx.ReadTimeout(_describe(error), request=failed_request()) from error
     except aiohttp.ServerDisconnectedError as error:
-        raise httpx.RemoteProtocolError(_describe(error), request=request) from error
+        raise httpx.RemoteProtocolError(_describe(error), request=failed_request()) from error
     except aiohttp.ClientResponseError as error:  # an answer that is not HTTP
-        raise httpx.RemoteProtocolError(_describe(error), request=request) from error
+        raise httpx.RemoteProtocolError(_describe(error), request=failed_request()) from error
     except (aiohttp.ClientError, OSError) as error:  # reset, payload cut short, ...
-        raise httpx.ReadError(_describe(error), request=request) from error
+        raise httpx.ReadError(_describe(error), request=failed_request()) from error
 
 
 def _describe(error: BaseException) -> str:

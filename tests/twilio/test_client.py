@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -24,6 +25,7 @@ from twilio.rest import Client as TwilioRestClient
 
 from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import (
+    TwilioApiError,
     TwilioError,
     TwilioRateLimited,
     TwilioRequestRejected,
@@ -800,3 +802,68 @@ def _pairs(data: dict[str, object]) -> Iterator[tuple[str, str]]:
         for item in value if isinstance(value, list) else [value]:
             if item is not None:
                 yield name, str(item)
+
+
+# --- Our own pool sends what httpx would --------------------------------------------
+# Every reply goes out on our own pool without httpx's Request and Response objects
+# (`TwilioClient._exchange`); the wire must not tell the two paths apart.
+
+
+def answering(status: int, body: bytes, *extra: bytes) -> RawHandler:
+    async def answer(request: ReceivedRequest, writer: asyncio.StreamWriter) -> bool:
+        head = [f"HTTP/1.1 {status} X".encode(), b"Content-Type: application/json", *extra]
+        head.append(f"Content-Length: {len(body)}".encode())
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        return True
+
+    return answer
+
+
+def _wire(request: ReceivedRequest) -> tuple[bytes, list[bytes], bytes]:
+    """Request line, headers (sorted, names lower-cased: order and case are not meaning)
+    and body, as they arrived on the socket."""
+    headers = sorted(
+        name.strip().lower() + b":" + value.strip()
+        for name, _, value in (line.partition(b":") for line in request.head[1:])
+    )
+    return request.head[0], headers, request.body
+
+
+@pytest.mark.parametrize(("arguments", "_expected"), SEND_CASES)
+async def test_our_pool_sends_the_same_bytes_as_httpx(
+    arguments: dict[str, Any], _expected: object
+) -> None:
+    answer = answering(201, json.dumps(message_json()).encode())
+    async with asyncio.timeout(10), loopback(answer) as (server, base_url):
+        for pool in ("ours", "lent-httpx"):
+            async with real_client(base_url, pool) as twilio:
+                sent = await twilio.send_message(**arguments)
+            assert sent.sid == message_json()["sid"]
+    ours, httpx_own = server.requests
+    assert _wire(ours) == _wire(httpx_own)
+
+
+async def test_our_pool_reads_twilios_refusals_as_httpx_does() -> None:
+    refusal = json.dumps(
+        {"code": 20429, "message": "Too Many Requests", "more_info": "https://x", "status": 429}
+    ).encode()
+    answer = answering(429, refusal, b"Retry-After: 7")
+    errors = {}
+    for pool in ("ours", "lent-httpx"):
+        async with asyncio.timeout(10), loopback(answer) as (_server, base_url):
+            async with real_client(base_url, pool) as twilio:
+                with pytest.raises(TwilioApiError) as caught:
+                    await _send(twilio)
+        errors[pool] = caught.value
+    assert errors["ours"].code == 20429
+    assert vars(errors["ours"]) == vars(errors["lent-httpx"])
+    assert str(errors["ours"]) == str(errors["lent-httpx"])
+
+
+async def test_our_pool_calls_an_answer_that_is_not_json_in_doubt() -> None:
+    async with asyncio.timeout(10), loopback(answering(201, b"<html>ok</html>")) as (_, url):
+        async with real_client(url, "ours") as twilio:
+            with pytest.raises(TwilioTransportError, match="not a JSON object") as caught:
+                await _send(twilio)
+    assert caught.value.ambiguous is True
