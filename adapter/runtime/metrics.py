@@ -196,11 +196,16 @@ class Metrics(ChannelEvents):
             self.sends.labels(outcome, NO_CODE)
         self._snapshot = _SnapshotCollector()
         registry.register(self._snapshot)
+        # The series every text touches, bound once: `labels()` takes a lock and builds
+        # a key on every call.
+        self._inbound_by_result = {r: self.inbound_texts.labels(r) for r in INBOUND_RESULTS}
+        self._inbound_other = self.inbound_texts.labels("other")
+        self._sent = self.sends.labels("sent", NO_CODE)
 
     # -- hooks --------------------------------------------------------------------------
 
     def inbound(self, result: str) -> None:
-        self.inbound_texts.labels(result if result in INBOUND_RESULTS else "other").inc()
+        self._inbound_by_result.get(result, self._inbound_other).inc()
 
     def signature_rejected(self, path: str, check: SignatureCheck) -> None:
         self.signature_rejections.labels(path).inc()
@@ -216,7 +221,7 @@ class Metrics(ChannelEvents):
         self.bot_errors.labels(bot, kind).inc()
 
     def sent(self, job: OutboundJob, seconds: float) -> None:
-        self.sends.labels("sent", NO_CODE).inc()
+        self._sent.inc()
         self.send_latency.observe(seconds)
 
     def adopted(self, job: OutboundJob) -> None:

@@ -100,9 +100,13 @@ def moves_forward(current: str | None, new: str) -> bool:
     return STATUS_RANK[new] > STATUS_RANK.get(current or "", -1)
 
 
+# allow_nan=False: NaN is not JSON, and PostgreSQL's json type refuses it. Built once:
+# json.dumps with options builds a new encoder on every call (three per text).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+
+
 def encode(value: dict[str, Any]) -> str:
-    # allow_nan=False: NaN is not JSON, and PostgreSQL's json type refuses it.
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def decode(text: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
@@ -75,7 +76,8 @@ def _sign(key: str, message: bytes, algorithm: str) -> bytes:
     return base64.b64encode(hmac.new(key.encode(), message, _DIGESTS[algorithm]).digest())
 
 
-def url_variants(url: str) -> list[str]:
+@lru_cache(maxsize=64)  # a server has a few webhook URLs, each checked on every request
+def url_variants(url: str) -> tuple[str, ...]:
     """The URLs Twilio may have signed for a request to `url`, the URL as given first.
 
     | requested                   | also tried                                        |
@@ -92,17 +94,17 @@ def url_variants(url: str) -> list[str]:
     scheme, separator, rest = url.partition("://")
     default_port = DEFAULT_PORTS.get(scheme.lower())
     if not separator or default_port is None:
-        return [url]
+        return (url,)
     authority_end = next((i for i, char in enumerate(rest) if char in "/?#"), len(rest))
     authority, tail = rest[:authority_end], rest[authority_end:]
     userinfo, at, host_port = authority.rpartition("@")
     host, port = split_host_port(host_port)
     prefix = f"{scheme}://{userinfo}{at}{host}"
     if port is None:
-        return [url, f"{prefix}:{default_port}{tail}"]
+        return (url, f"{prefix}:{default_port}{tail}")
     if port == default_port or scheme.lower() == "https":
-        return [url, prefix + tail]
-    return [url]
+        return (url, prefix + tail)
+    return (url,)
 
 
 class SignatureValidator:
