@@ -49,7 +49,7 @@ from adapter.store.rows import (
     read_row,
     save_history_sql,
 )
-from adapter.store.sqlite_reads import NOT_READ, LoopReader
+from adapter.store.sqlite_reads import NOT_READ, LoopReader, OptOutCache
 from adapter.store.sqlite_writer import GroupCommitWriter
 from adapter.twilio.statuses import FINAL_STATUSES
 
@@ -246,6 +246,7 @@ class SQLiteStore(Store):
         self._busy_timeout = busy_timeout
         self._writer = GroupCommitWriter(self._connect, self._error, busy_timeout)
         self._reader = LoopReader()
+        self._opt_outs = OptOutCache()
 
     @property
     def commits(self) -> int:
@@ -603,15 +604,23 @@ class SQLiteStore(Store):
             )
 
         await self._writer.run(save)
+        self._opt_outs.written(ours, person, opted_out)
 
     async def is_opted_out(self, ours: str, person: str) -> bool:
+        known = self._opt_outs.get(ours, person)
+        if known is not None:
+            return known
+
         def read(db: sqlite3.Connection) -> bool:
             row = db.execute(
                 "SELECT opted_out FROM opt_out WHERE ours = ? AND person = ?", (ours, person)
             ).fetchone()
             return bool(row is not None and row["opted_out"])
 
-        return await self._read(read)
+        version = self._opt_outs.version
+        opted_out = await self._read(read)
+        self._opt_outs.read(ours, person, opted_out, as_of=version)
+        return opted_out
 
     # --- conversation history cache ------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Point reads of the SQLite store on the event loop's own thread.
+"""Point reads of the SQLite store on the event loop's own thread, and the opt-out cache.
 
 Why: every text reads its conversation's state and the person's opt-out before the bot
 runs and again before its reply is sent. Sent to the writer thread, each read costs two
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final, TypeVar
 
@@ -80,3 +81,41 @@ class LoopReader:
                 except sqlite3.Error:
                     self.close()  # cannot trust it any more: the writer does the reads
             return NOT_READ
+
+
+class OptOutCache:
+    """The opt-outs last read or written, so the two checks every text makes (before
+    its turn and before its reply is sent) seldom reach the file.
+
+    Sound only because one process owns a SQLite file and every change to opt-outs goes
+    through its store (`set_opted_out`): an entry is written after its commit, and a
+    read that had to wait for the writer is kept only if no opt-out was written while it
+    waited (`version`), so a STOP is never hidden by an older read. Bounded: the least
+    recently used entries go first.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, str], bool] = OrderedDict()
+        self.version = 0  # counts writes
+
+    def get(self, ours: str, person: str) -> bool | None:
+        key = (ours, person)
+        opted_out = self._entries.get(key)
+        if opted_out is not None:
+            self._entries.move_to_end(key)
+        return opted_out
+
+    def read(self, ours: str, person: str, opted_out: bool, *, as_of: int) -> None:
+        if as_of == self.version:
+            self._put((ours, person), opted_out)
+
+    def written(self, ours: str, person: str, opted_out: bool) -> None:
+        self.version += 1
+        self._put((ours, person), opted_out)
+
+    def _put(self, key: tuple[str, str], opted_out: bool) -> None:
+        self._entries[key] = opted_out
+        self._entries.move_to_end(key)
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)

@@ -16,6 +16,7 @@ import pytest
 
 from adapter.store.base import ReplyDraft, StoreError
 from adapter.store.sqlite import MIGRATIONS, SQLiteStore
+from adapter.store.sqlite_reads import OptOutCache
 
 
 @pytest.fixture
@@ -338,3 +339,36 @@ async def test_naive_datetimes_are_refused(store: SQLiteStore) -> None:
 def test_an_unknown_synchronous_mode_is_refused(path: Path) -> None:
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteStore(path, synchronous="SOMETIMES")
+
+
+async def test_opt_outs_answered_from_memory_follow_every_change(path: Path) -> None:
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        assert not await store.is_opted_out("+15550001111", "+15552223333")  # now cached
+        await store.set_opted_out("+15550001111", "+15552223333", True, "STOP")
+        assert await store.is_opted_out("+15550001111", "+15552223333")
+        await store.set_opted_out("+15550001111", "+15552223333", False, "START")
+        assert not await store.is_opted_out("+15550001111", "+15552223333")
+        await store.set_opted_out("+15550001111", "+15552223333", True, "STOP")
+    finally:
+        await store.close()
+    reopened = SQLiteStore(path)
+    await reopened.open()
+    try:
+        assert await reopened.is_opted_out("+15550001111", "+15552223333")  # from the file
+    finally:
+        await reopened.close()
+
+
+def test_the_opt_out_cache_keeps_no_read_older_than_a_write() -> None:
+    cache = OptOutCache(size=2)
+    started = cache.version  # a read goes to the writer and waits...
+    cache.written("ours", "person", True)  # ...while a STOP commits
+    cache.read("ours", "person", False, as_of=started)  # what the read saw before it
+    assert cache.get("ours", "person") is True
+
+    cache.read("ours", "other", False, as_of=cache.version)
+    cache.read("ours", "third", True, as_of=cache.version)  # the least recently used goes
+    assert cache.get("ours", "person") is None
+    assert (cache.get("ours", "other"), cache.get("ours", "third")) == (False, True)
