@@ -839,7 +839,7 @@ class SQLiteStore(Store):
         await self._writer.run(update, single_statement=True)
 
     def _connect(self) -> sqlite3.Connection:
-        """Open, configure and migrate the file; runs on the writer thread."""
+        """Open, configure and migrate the file; runs on the writer's commit thread."""
         try:
             # The writer opens it on its commit thread and writes on the event loop's.
             db = sqlite3.connect(

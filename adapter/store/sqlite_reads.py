@@ -1,9 +1,10 @@
 """Point reads of the SQLite store on the event loop's own thread, and the opt-out cache.
 
 Why: every text reads its conversation's state and the person's opt-out before the bot
-runs and again before its reply is sent. Sent to the writer thread, each read costs two
-thread hand-offs and a transaction of its own (about 150 µs of CPU when the adapter is
-quiet, against 6 µs for the SELECT), and waits behind whatever writes are queued. In WAL
+runs and again before its reply is sent. Sent to the writer (`sqlite_writer.py`), each
+read would wait behind whatever writes are queued and the commit in progress (and, when
+the writer ran on a thread of its own, cost two thread hand-offs: about 150 µs of CPU
+when the adapter is quiet, against 6 µs for the SELECT). In WAL
 mode a second connection reads the last committed snapshot without blocking the writer
 or being blocked by it, so a read here sees everything a caller has been told was
 committed (the writer resolves a call only after its COMMIT).
@@ -11,8 +12,8 @@ committed (the writer resolves a call only after its COMMIT).
 A read that would have to wait (SQLITE_BUSY: another process holds the file, or a WAL
 recovery is running) must not stall the event loop and every connection on it: the
 connection has no busy timeout, and any SQLite error hands the read back to the caller
-(`NOT_READ`), which then sends it through the writer thread, where the store's busy
-timeout and error messages apply.
+(`NOT_READ`), which then sends it through the writer, where the store's busy timeout
+and error messages apply.
 """
 
 from __future__ import annotations
