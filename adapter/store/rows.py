@@ -35,14 +35,25 @@ def read_row(kind: type[T], row: Any, to_datetime: Callable[[Any], datetime]) ->
     """`kind` from a row whose columns are named as its fields: the payload decoded,
     times through `to_datetime` (a NULL time stays None)."""
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(kind):
-        value = row[field.name]
-        if field.name == "payload":
+    for name in _field_names(kind):
+        value = row[name]
+        if name == "payload":
             value = decode(value)
-        elif field.name in _TIMES and value is not None:
+        elif name in _TIMES and value is not None:
             value = to_datetime(value)
-        values[field.name] = value
+        values[name] = value
     return kind(**values)
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(kind: type[Any]) -> tuple[str, ...]:
+    # Looked up once per record type (a handful), not on every row of every claim.
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(field.name for field in dataclasses.fields(kind))
+    return names
 
 
 def history_values(entry: HistoryEntry, at: object) -> tuple[object, ...]:

@@ -96,14 +96,14 @@ class SendOptions:
 
     @property
     def empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(getattr(self, name) is None for name in SEND_OPTION_NAMES)
 
     def merged_over(self, defaults: SendOptions) -> SendOptions:
         """These options, with `defaults` filling the ones left unset."""
-        given = {f.name: getattr(self, f.name) for f in fields(self)}
-        return replace(
-            defaults, **{name: value for name, value in given.items() if value is not None}
-        )
+        given = {name: getattr(self, name) for name in SEND_OPTION_NAMES}
+        set_here = {name: value for name, value in given.items() if value is not None}
+        # Nothing set here is every plain ctx.reply(): the defaults as they are (immutable).
+        return replace(defaults, **set_here) if set_here else defaults
 
     def check_sender(self, *, messaging_service_sid: str | None, now: datetime) -> None:
         """What depends on the sender and the moment: scheduling and link shortening need
@@ -158,11 +158,11 @@ class SendOptions:
     def to_json(self) -> dict[str, Any]:
         """The options that are set, JSON-able (how the outbox keeps them)."""
         data: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
+        for name in SEND_OPTION_NAMES:
+            value = getattr(self, name)
             if value is None:
                 continue
-            data[f.name] = value.isoformat() if isinstance(value, datetime) else value
+            data[name] = value.isoformat() if isinstance(value, datetime) else value
         return data
 
     @classmethod
