@@ -76,11 +76,8 @@ class LoopReader:
         try:
             return work(db)
         except sqlite3.Error:
-            if db.in_transaction:  # a SELECT left its read transaction open when it failed
-                try:
-                    db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    self.close()  # cannot trust it any more: the writer does the reads
+            # In autocommit a failed SELECT leaves no transaction open: the connection
+            # stays usable, and this read goes through the writer.
             return NOT_READ
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Final
@@ -90,17 +89,12 @@ class TwilioClient:
         """
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
-        # Our own pool is called directly: httpx's client layers (merging, auth flow,
-        # redirects, cookies) cost as much CPU per request as the pool itself, and we use
-        # none of them. A lent client (tests, callers sharing a pool) gets `send`; it is
-        # not ours to close.
-        self._own_pool: AiohttpTransport | None = None
-        self._send: Callable[[httpx.Request], Awaitable[httpx.Response]]
-        if http is None:
-            self._own_pool = AiohttpTransport()
-            self._send = self._own_pool.handle_async_request
-        else:
-            self._send = partial(http.send, follow_redirects=False)
+        # Our own pool is called directly (`_exchange`): httpx's client layers (merging,
+        # auth flow, redirects, cookies) and its Request and Response objects cost as much
+        # CPU per request as the pool itself, and we use none of them. A lent client
+        # (tests, callers sharing a pool) is called through httpx; it is not ours to close.
+        self._own_pool = AiohttpTransport() if http is None else None
+        self._lent = http
         self._timeouts = {"timeout": httpx.Timeout(timeout).as_dict()}
         self._pool_timeout = client_timeout(self._timeouts["timeout"])
         self._send_url = self._messages_url()
@@ -267,13 +261,13 @@ class TwilioClient:
     ) -> dict[str, Any]:
         """One call, its answer as a JSON object; every failure as a TwilioError. Also
         how `account.AccountClient` reads the account's other resources."""
-        if self._own_pool is not None and params is None:
-            return await self._exchange(operation, method, str(url), data)
+        if self._lent is None:
+            return await self._exchange(operation, method, _with_query(str(url), params), data)
         request = httpx.Request(
             method, url, data=data, params=params, headers=self._headers, extensions=self._timeouts
         )
         try:
-            response = await self._send(request)
+            response = await self._lent.send(request, follow_redirects=False)
             await response.aread()
         except httpx.RequestError as error:
             raise error_from_transport(error, operation, secrets=self._secrets) from error
@@ -289,7 +283,7 @@ class TwilioClient:
         data: dict[str, str | list[str]] | None,
     ) -> dict[str, Any]:
         """`_request` on our own pool, building no httpx Request or Response unless
-        Twilio refuses: what every reply's Send Message takes (transport.py says why)."""
+        Twilio refuses (transport.py says why)."""
         assert self._own_pool is not None
         headers = self._headers if data is None else self._form_headers
         body = None if data is None else form_body(data)
@@ -379,6 +373,13 @@ def _list_of_dicts(value: object) -> list[dict[str, Any]]:
 
 
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+
+
+def _with_query(url: str, params: dict[str, str] | None) -> str:
+    """`url` with `params` added to its query, encoded as httpx encodes `params=`."""
+    if not params:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
 
 
 def form_body(data: dict[str, str | list[str]]) -> bytes:

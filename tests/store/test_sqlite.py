@@ -16,7 +16,7 @@ import pytest
 
 from adapter.store.base import ReplyDraft, StoreError
 from adapter.store.sqlite import MIGRATIONS, SQLiteStore
-from adapter.store.sqlite_reads import OptOutCache
+from adapter.store.sqlite_reads import NOT_READ, LoopReader, OptOutCache
 
 
 @pytest.fixture
@@ -372,3 +372,27 @@ def test_the_opt_out_cache_keeps_no_read_older_than_a_write() -> None:
     cache.read("ours", "third", True, as_of=cache.version)  # the least recently used goes
     assert cache.get("ours", "person") is None
     assert (cache.get("ours", "other"), cache.get("ours", "third")) == (False, True)
+
+
+def test_a_read_the_loop_connection_cannot_do_is_handed_to_the_writer(path: Path) -> None:
+    sqlite3.connect(path).close()
+    reader = LoopReader()
+    reader.open(str(path))
+    try:
+
+        def busy(db: sqlite3.Connection) -> int:
+            raise sqlite3.OperationalError("database is locked")
+
+        def one(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT 1").fetchone()[0])
+
+        assert reader.read(busy) is NOT_READ
+        assert reader.read(one) == 1  # and the connection is still good
+        elsewhere: list[object] = []
+        thread = threading.Thread(target=lambda: elsewhere.append(reader.read(one)))
+        thread.start()
+        thread.join()
+        assert elsewhere == [NOT_READ]  # only the thread that opened it reads on it
+    finally:
+        reader.close()
+    assert reader.read(one) is NOT_READ

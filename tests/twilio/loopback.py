@@ -69,3 +69,21 @@ async def loopback(handler: Handler) -> AsyncIterator[tuple[LoopbackServer, str]
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
         await server.wait_closed()
+
+
+def http_answer(status: int, body: bytes, *extra: bytes) -> bytes:
+    """An HTTP/1.1 answer with a JSON content type, `extra` header lines and a length."""
+    headers = [f"HTTP/1.1 {status} Whatever".encode(), b"Content-Type: application/json"]
+    headers += [*extra, f"Content-Length: {len(body)}".encode()]
+    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+
+
+def answering(status: int, body: bytes, *extra: bytes) -> Handler:
+    """A handler that answers every request with `http_answer(status, body, *extra)`."""
+
+    async def answer(request: Request, writer: asyncio.StreamWriter) -> bool:
+        writer.write(http_answer(status, body, *extra))
+        await writer.drain()
+        return True
+
+    return answer

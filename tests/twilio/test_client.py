@@ -35,7 +35,7 @@ from adapter.twilio.errors import (
 from adapter.twilio.resources import MessageResource, format_rfc2822, parse_rfc2822
 from tests.twilio.loopback import Handler as RawHandler
 from tests.twilio.loopback import Request as ReceivedRequest
-from tests.twilio.loopback import loopback
+from tests.twilio.loopback import answering, loopback
 
 ACCOUNT_SID = "AC" + "a" * 32
 API_KEY_SID = "SK" + "b" * 32
@@ -809,17 +809,6 @@ def _pairs(data: dict[str, object]) -> Iterator[tuple[str, str]]:
 # (`TwilioClient._exchange`); the wire must not tell the two paths apart.
 
 
-def answering(status: int, body: bytes, *extra: bytes) -> RawHandler:
-    async def answer(request: ReceivedRequest, writer: asyncio.StreamWriter) -> bool:
-        head = [f"HTTP/1.1 {status} X".encode(), b"Content-Type: application/json", *extra]
-        head.append(f"Content-Length: {len(body)}".encode())
-        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        await writer.drain()
-        return True
-
-    return answer
-
-
 def _wire(request: ReceivedRequest) -> tuple[bytes, list[bytes], bytes]:
     """Request line, headers (sorted, names lower-cased: order and case are not meaning)
     and body, as they arrived on the socket."""
@@ -841,6 +830,23 @@ async def test_our_pool_sends_the_same_bytes_as_httpx(
                 sent = await twilio.send_message(**arguments)
             assert sent.sid == message_json()["sid"]
     ours, httpx_own = server.requests
+    assert _wire(ours) == _wire(httpx_own)
+
+
+async def test_our_pool_asks_for_a_filtered_list_as_httpx_does() -> None:
+    page = json.dumps({"messages": [message_json()], "next_page_uri": None}).encode()
+    async with asyncio.timeout(10), loopback(answering(200, page)) as (server, base_url):
+        for pool in ("ours", "lent-httpx"):
+            async with real_client(base_url, pool) as twilio:
+                listed = [
+                    message
+                    async for message in twilio.list_messages(
+                        to="+15558675310", date_sent_after=date(2026, 1, 1), page_size=50
+                    )
+                ]
+            assert [message.sid for message in listed] == [message_json()["sid"]]
+    ours, httpx_own = server.requests
+    assert b"DateSent%3E=2026-01-01" in ours.head[0]
     assert _wire(ours) == _wire(httpx_own)
 
 

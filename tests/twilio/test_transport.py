@@ -19,7 +19,14 @@ from adapter.twilio.client import Credentials, TwilioClient
 from adapter.twilio.errors import TwilioApiError, TwilioTransportError
 from adapter.twilio.transport import AiohttpTransport
 from tests.servers import wait_for
-from tests.twilio.loopback import Handler, LoopbackServer, Request, loopback
+from tests.twilio.loopback import (
+    Handler,
+    LoopbackServer,
+    Request,
+    answering,
+    http_answer,
+    loopback,
+)
 
 ACCOUNT_SID = "AC" + "a" * 32
 AUTH_TOKEN = "token-that-must-stay-secret"
@@ -38,16 +45,7 @@ MESSAGE = {
 E = TypeVar("E", bound=Exception)
 
 
-def answer(status: int, body: bytes, *extra: bytes) -> bytes:
-    headers = [f"HTTP/1.1 {status} Whatever".encode(), b"Content-Type: application/json"]
-    headers += [*extra, f"Content-Length: {len(body)}".encode()]
-    return b"\r\n".join(headers) + b"\r\n\r\n" + body
-
-
-async def created(request: Request, writer: asyncio.StreamWriter) -> bool:
-    writer.write(answer(201, json.dumps(MESSAGE).encode()))
-    await writer.drain()
-    return True
+created = answering(201, json.dumps(MESSAGE).encode())
 
 
 def twilio_at(base_url: str, *, timeout: float = 2.0) -> TwilioClient:
@@ -101,7 +99,7 @@ async def test_a_compressed_error_answer_is_read_as_twilios_json() -> None:
 
     async def rejected(request: Request, writer: asyncio.StreamWriter) -> bool:
         writer.write(
-            answer(400, gzip.compress(json.dumps(error).encode()), b"Content-Encoding: gzip")
+            http_answer(400, gzip.compress(json.dumps(error).encode()), b"Content-Encoding: gzip")
         )
         await writer.drain()
         return True
@@ -110,35 +108,30 @@ async def test_a_compressed_error_answer_is_read_as_twilios_json() -> None:
     assert (failure.status, failure.code) == (400, 21211)
 
 
-async def test_an_answer_that_is_not_http_is_ambiguous() -> None:
-    async def garbage(request: Request, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"SMTP ready\r\n\r\n")
-        await writer.drain()
-        return False
+async def not_http(request: Request, writer: asyncio.StreamWriter) -> bool:
+    writer.write(b"SMTP ready\r\n\r\n")
+    await writer.drain()
+    return False
 
-    failure, server = await failed_send(garbage, TwilioTransportError)
+
+async def reset(request: Request, writer: asyncio.StreamWriter) -> bool:
+    writer.transport.abort()  # RST, not FIN
+    return False
+
+
+async def cut_short(request: Request, writer: asyncio.StreamWriter) -> bool:
+    writer.write(http_answer(201, json.dumps(MESSAGE).encode())[:-10])
+    await writer.drain()
+    return False
+
+
+@pytest.mark.parametrize("misbehave", [not_http, reset, cut_short], ids=lambda h: h.__name__)
+async def test_a_request_that_arrived_without_a_usable_answer_is_ambiguous(
+    misbehave: Handler,
+) -> None:
+    failure, server = await failed_send(misbehave, TwilioTransportError)
     assert failure.ambiguous is True
-    assert len(server.requests) == 1
-
-
-async def test_a_reset_after_the_request_arrived_is_ambiguous() -> None:
-    async def reset(request: Request, writer: asyncio.StreamWriter) -> bool:
-        writer.transport.abort()  # RST, not FIN
-        return False
-
-    failure, server = await failed_send(reset, TwilioTransportError)
-    assert failure.ambiguous is True
-    assert len(server.requests) == 1
-
-
-async def test_a_cut_short_answer_is_ambiguous() -> None:
-    async def cut(request: Request, writer: asyncio.StreamWriter) -> bool:
-        writer.write(answer(201, json.dumps(MESSAGE).encode())[:-10])
-        await writer.drain()
-        return False
-
-    failure, _ = await failed_send(cut, TwilioTransportError)
-    assert failure.ambiguous is True
+    assert len(server.requests) == 1  # Twilio had it: sending again could duplicate it
 
 
 async def test_waiting_for_a_free_connection_too_long_is_not_sent() -> None:
