@@ -96,8 +96,14 @@ class InboundCatchUp:
         # Long enough to outlast a round and the pause before the next; a replica that
         # dies hands the work to another within about two intervals.
         self._lease_seconds = 2 * interval.total_seconds() + 30.0
+        # A round must end well before its lease does, or another replica could start
+        # listing beside it.
         self._periodic = Periodic(
-            "inbound catch-up", self._scheduled_round, interval.total_seconds(), logger
+            "inbound catch-up",
+            self._scheduled_round,
+            interval.total_seconds(),
+            logger,
+            round_timeout=self._lease_seconds / 2,
         )
         self._first_round = asyncio.Event()
         self.last_round: RoundReport | None = None
@@ -120,8 +126,10 @@ class InboundCatchUp:
             await self._store.release_lease(LEASE_NAME, self._holder)
 
     async def _scheduled_round(self) -> bool:
-        report = await self.run_round()
-        self._first_round.set()
+        try:
+            report = await self.run_round()
+        finally:
+            self._first_round.set()  # even for a round that raised or was cut short
         if report.error is not None:
             logger.warning("inbound catch-up round failed: %s", report.error)
             return False

@@ -5,7 +5,9 @@ again; a store or Twilio outage never ends the worker. A round that failed (it s
 raised) is tried again soon, after a pause that doubles from RETRY_FIRST up to the
 interval: a catch-up that found Twilio unreachable at start (the network not up yet)
 must not wait a whole interval to bring in the texts sent while the adapter was down.
-This holds that loop once.
+A round given `round_timeout` that runs longer (a store call that never returns) is
+cancelled and counts as failed: a worker must not stop for good without a word. This holds
+that loop once.
 """
 
 from __future__ import annotations
@@ -25,16 +27,15 @@ class Periodic:
         round_: Callable[[], Awaitable[bool]],  # False: it failed, try again soon
         interval: float,
         logger: logging.Logger,
+        *,
+        round_timeout: float | None = None,
     ) -> None:
         self._name = name
         self._round = round_
         self._interval = interval
         self._logger = logger
+        self._round_timeout = round_timeout
         self._task: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=self._name)
@@ -51,7 +52,15 @@ class Periodic:
         retry = RETRY_FIRST
         while True:
             try:
-                succeeded = await self._round()
+                async with asyncio.timeout(self._round_timeout):
+                    succeeded = await self._round()
+            except TimeoutError:
+                self._logger.warning(
+                    "%s took longer than %.0f s and was cut short; trying again later",
+                    self._name,
+                    self._round_timeout,
+                )
+                succeeded = False
             except Exception:
                 # The worker's own round logs what it expects (a store or Twilio outage);
                 # this is the last line for what it did not, and the loop goes on.

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from adapter.delivery.periodic import Periodic
 from adapter.logs import message_fields
-from adapter.store.base import Store
+from adapter.store.base import Store, StoreError
 from adapter.twilio.client import TwilioClient
 from adapter.twilio.errors import TwilioError
 
@@ -65,5 +65,10 @@ class StatusRefresher:
         return len(records)
 
     async def _round(self) -> bool:
-        await self.refresh_once()  # a message Twilio could not tell us about waits its turn
+        try:
+            # A message Twilio could not tell us about waits for the next round.
+            await self.refresh_once()
+        except StoreError as error:
+            logger.warning("status refresh: the store failed (%s); trying again soon", error)
+            return False
         return True

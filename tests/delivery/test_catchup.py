@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from adapter.delivery import periodic as periodic_module
 from adapter.delivery.catchup import InboundCatchUp
 from adapter.delivery.events import ChannelEvents
 from adapter.devtools.emulator import EmulatorConfig, EmulatorState, create_emulator_app
@@ -219,8 +220,9 @@ class UnreachableAtFirst(httpx.AsyncBaseTransport):
 
 
 async def test_a_round_that_found_twilio_unreachable_is_retried_long_before_the_interval(
-    harness: Harness,
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(periodic_module, "RETRY_FIRST", 0.01)  # the pauses have a test of their own
     harness.received(ALICE, "sent while we were down", ago(minutes=5))
     config = EmulatorConfig(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN, numbers=[OURS])
     app = create_emulator_app(config, harness.state)

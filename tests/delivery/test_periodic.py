@@ -10,6 +10,19 @@ import pytest
 from adapter.delivery import periodic as periodic_module
 from adapter.delivery.periodic import Periodic
 
+LOGGER = logging.getLogger("test.periodic")
+
+
+async def run_until(periodic: Periodic, event: asyncio.Event) -> None:
+    """Run `periodic` until `event` is set, then stop it, within 10 s each."""
+    periodic.start()
+    try:
+        async with asyncio.timeout(10):
+            await event.wait()
+    finally:
+        async with asyncio.timeout(10):
+            await periodic.stop()
+
 
 async def test_a_failing_round_is_logged_and_the_next_one_still_runs(
     caplog: pytest.LogCaptureFixture,
@@ -25,13 +38,8 @@ async def test_a_failing_round_is_logged_and_the_next_one_still_runs(
             raise RuntimeError("the store went away")
         return True
 
-    periodic = Periodic("test worker", round_, 0.01, logging.getLogger("test.periodic"))
-    periodic.start()
-    async with asyncio.timeout(10):
-        await third.wait()
-    await periodic.stop()
+    await run_until(Periodic("test worker", round_, 0.01, LOGGER), third)
 
-    assert not periodic.running
     (failure,) = [r for r in caplog.records if r.name == "test.periodic"]
     assert failure.getMessage() == "test worker failed; trying again later"
     assert failure.exc_info is not None and "the store went away" in str(failure.exc_info[1])
@@ -53,7 +61,7 @@ async def test_stop_cancels_a_round_under_way_and_no_other_starts() -> None:
             raise
         return True
 
-    periodic = Periodic("slow worker", round_, 0.0, logging.getLogger("test.periodic"))
+    periodic = Periodic("slow worker", round_, 0.0, LOGGER)
     periodic.start()
     async with asyncio.timeout(10):
         await started.wait()
@@ -94,12 +102,31 @@ async def test_a_failed_round_is_retried_long_before_the_interval_then_less_and_
             fifth.set()
         return rounds == 4  # Twilio unreachable for three rounds, back for the fourth
 
-    periodic = Periodic("catch-up", round_, 60.0, logging.getLogger("test.periodic"))
-    periodic.start()
-    async with asyncio.timeout(10):
-        await fifth.wait()
-    await periodic.stop()
+    await run_until(Periodic("catch-up", round_, 60.0, LOGGER), fifth)
 
     first = periodic_module.RETRY_FIRST
     # Three failures: 1 s, 2 s, 4 s; a success: the interval; a failure: 1 s again.
     assert recorded.pauses[:5] == [first, 2 * first, 4 * first, 60.0, first]
+
+
+async def test_a_round_that_hangs_is_cut_short_logged_and_the_next_one_runs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(periodic_module, "RETRY_FIRST", 0.01)
+    rounds = 0
+    second = asyncio.Event()
+
+    async def round_() -> bool:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 2:
+            second.set()
+            return True
+        await asyncio.Event().wait()  # a store call that never returns
+        return True
+
+    await run_until(Periodic("catch-up", round_, 3600.0, LOGGER, round_timeout=0.05), second)
+
+    (cut,) = [r for r in caplog.records if r.name == "test.periodic"]
+    assert cut.levelname == "WARNING"
+    assert cut.getMessage() == "catch-up took longer than 0 s and was cut short; trying again later"

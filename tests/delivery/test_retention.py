@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from adapter.delivery import periodic as periodic_module
 from adapter.delivery.events import ChannelEvents
 from adapter.delivery.retention import RetentionWorker
 from adapter.store.base import HistoryEntry, ReplyDraft, StoreError
@@ -126,8 +127,9 @@ class GoesAwayOnce:
 
 
 async def test_a_store_that_goes_away_mid_round_is_tried_again_soon_and_nothing_recent_goes(
-    store: SQLiteStore, caplog: pytest.LogCaptureFixture
+    store: SQLiteStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(periodic_module, "RETRY_FIRST", 0.01)  # "soon", without the wait
     await store.save_history([entry(1, START), entry(2, datetime.now(UTC))])
     events = CountingEvents()
     flaky = GoesAwayOnce(store)
