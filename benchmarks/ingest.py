@@ -113,6 +113,7 @@ def drain(twilio_url: str, expected: int, timeout: float = 120) -> float:
         if count != last:
             last, last_change = count, time.monotonic()
         elif time.monotonic() - last_change > 3:
+            print(f"  (warning: replies stopped at {count} of {expected}; not drained)")
             break
         time.sleep(0.2)
     return time.monotonic() - start
