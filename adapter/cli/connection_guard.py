@@ -35,11 +35,16 @@ MIN_VICTIM_AGE = 1.0
 # Over-cap admissions stop at this multiple of max_connections: then new ones are refused.
 HARD_LIMIT_FACTOR = 2
 
-_TIMEOUT_BODY = b"the request's headers took too long"
-TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_TIMEOUT_BODY), _TIMEOUT_BODY)
-)
+
+def closing_response(status: bytes, body: bytes) -> bytes:
+    """A plain-text answer the guard writes itself, before closing the connection."""
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+        b"content-length: %d\r\n\r\n%s" % (status, len(body), body)
+    )
+
+
+TIMEOUT_RESPONSE = closing_response(b"408 Request Timeout", b"the request's headers took too long")
 
 # A deadline this close when its timer fires counts as reached (uvloop's clock is in ms).
 _TIMER_SLACK = 0.001

@@ -18,13 +18,15 @@ from typing import Literal
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from adapter.cli.connection_guard import ConnectionGuard, ConnectionLimits, GuardedConnection
+from adapter.cli.connection_guard import (
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedConnection,
+    closing_response,
+)
 
-_TOO_LARGE_BODY = b"the request's headers are too large"
-TOO_LARGE_RESPONSE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-    b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-    b"content-length: %d\r\n\r\n%s" % (len(_TOO_LARGE_BODY), _TOO_LARGE_BODY)
+TOO_LARGE_RESPONSE = closing_response(
+    b"431 Request Header Fields Too Large", b"the request's headers are too large"
 )
 # Counted for each header beside its name and value: ": " and CRLF.
 _HEADER_OVERHEAD = 4
@@ -68,9 +70,7 @@ def guarded_httptools_protocol(
         def data_received(self, data: bytes) -> None:
             if self._refused:
                 return
-            if self.watch.phase == "idle":
-                # The next request's first byte: its headers' deadline runs from now.
-                self.watch.awaiting_headers()
+            # A request begun here starts its headers' deadline in _follow_request.
             view = memoryview(data)
             while view and not self._refused and not self.transport.is_closing():
                 piece, view = view[:max_header_bytes], view[max_header_bytes:]

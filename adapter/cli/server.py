@@ -5,7 +5,8 @@ dependencies), else asyncio's own loop and h11. Either parser runs under the sam
 connection guard (adapter/cli/connection_guard.py: header, body and keep-alive deadlines, a
 cap on connections with eviction of the slowest), through a thin protocol of its own
 (adapter/cli/guarded_httptools.py, adapter/cli/guarded_h11.py). Request heads are capped at
-MAX_HEADER_BYTES under both.
+MAX_HEADER_BYTES: under httptools whichever way they arrive (431); under h11 only while
+still incomplete (400), since h11 takes a whole head read at once, whatever its size.
 
 Stock uvicorn accepts connections until the process runs out of file descriptors; then real
 webhooks get no answer and asyncio logs every failed accept. Here the cap keeps descriptors
@@ -22,6 +23,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 import resource
 import socket
@@ -49,6 +51,10 @@ ACCEPT_ERROR_LOG_INTERVAL = 10.0
 RESERVED_DESCRIPTORS = 128
 # asyncio's words for a failed accept (base_events / selector_events), to the exception handler.
 _ACCEPT_ERROR = "socket.accept() out of system resource"
+_TOO_MANY_ADVICE = (
+    "too many open connections or files: lower SMS_ADAPTER_MAX_CONNECTIONS or raise the "
+    "descriptor limit (ulimit -n)"
+)
 
 
 def default_parser() -> Parser:
@@ -115,9 +121,8 @@ class AcceptErrorThrottle:
             return
         error = context.get("exception")
         logger.error(
-            "cannot accept connections: %s (%d more such errors in the last %gs); too many "
-            "open connections or files: lower SMS_ADAPTER_MAX_CONNECTIONS or raise the "
-            "descriptor limit (ulimit -n)",
+            "cannot accept connections: %s (%d more such errors in the last %gs); "
+            + _TOO_MANY_ADVICE,
             error,
             self._suppressed,
             self._interval,
@@ -166,9 +171,8 @@ class DescriptorWatch:
         left = self._left()
         if left is not None and left <= 1:
             logger.error(
-                "cannot accept connections: %s file descriptors left (limit %d); too many "
-                "open connections or files: lower SMS_ADAPTER_MAX_CONNECTIONS or raise the "
-                "descriptor limit (ulimit -n)",
+                "cannot accept connections: %s file descriptors left (limit %d); "
+                + _TOO_MANY_ADVICE,
                 left,
                 resource.getrlimit(resource.RLIMIT_NOFILE)[0],
             )
@@ -203,7 +207,9 @@ def server_config(
     return uvicorn.Config(
         app,
         http=guarded_protocol(limits, http or default_parser()),
-        timeout_keep_alive=max(1, round(limits.keepalive_timeout)),
+        # uvicorn's own keep-alive timer (whole seconds) only backs up the guard's, which
+        # also covers a body that outlived its answer: rounded up, never ahead of it.
+        timeout_keep_alive=max(1, math.ceil(limits.keepalive_timeout)),
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         # The adapter serves no WebSocket: an upgrade request is an ordinary request.
         ws="none",
