@@ -205,6 +205,16 @@ async def closed_after(reader: asyncio.StreamReader, limit: float = 5.0) -> tupl
 HEAD = b"POST /api/sms HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
 
 
+async def trickle(writer: asyncio.StreamWriter, start: bytes) -> None:
+    """`start`, then a byte every 50 ms for 5 s (never a whole request), until cut off."""
+    with contextlib.suppress(ConnectionError):
+        writer.write(start)
+        for _ in range(100):
+            writer.write(b"X")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+
 async def test_a_silent_connection_gets_408_and_is_closed(tmp_path: Path, stack: Stack) -> None:
     async with adapter(tmp_path, FAST, stack) as base:
         reader, writer = await connect(base)
@@ -219,16 +229,7 @@ async def test_headers_trickled_byte_by_byte_are_cut_off_at_the_header_timeout(
 ) -> None:
     async with adapter(tmp_path, FAST, stack) as base:
         reader, writer = await connect(base)
-
-        async def trickle() -> None:
-            with contextlib.suppress(ConnectionError):
-                writer.write(b"POST /api/sms HTTP/1.1\r\n")
-                for _ in range(100):  # a byte every 50 ms: 5 s of headers, never done
-                    writer.write(b"X")
-                    await writer.drain()
-                    await asyncio.sleep(0.05)
-
-        sending = asyncio.create_task(trickle())
+        sending = asyncio.create_task(trickle(writer, b"POST /api/sms HTTP/1.1\r\n"))
         took, answer = await closed_after(reader)
         sending.cancel()
         writer.close()
@@ -265,16 +266,8 @@ async def test_a_body_trickled_byte_by_byte_is_cut_off_at_the_body_timeout(
     # Each byte comes well inside any per-read timeout; the body's deadline is for all of it.
     async with adapter(tmp_path, FAST, stack) as base:
         reader, writer = await connect(base)
-
-        async def trickle() -> None:
-            with contextlib.suppress(ConnectionError):
-                writer.write(HEAD + b"X-Twilio-Signature: x\r\nContent-Length: 100\r\n\r\n")
-                for _ in range(100):  # a byte every 50 ms: 5 s of body
-                    writer.write(b"B")
-                    await writer.drain()
-                    await asyncio.sleep(0.05)
-
-        sending = asyncio.create_task(trickle())
+        head = HEAD + b"X-Twilio-Signature: x\r\nContent-Length: 1000\r\n\r\n"
+        sending = asyncio.create_task(trickle(writer, head))
         took, _ = await closed_after(reader)
         sending.cancel()
         writer.close()
